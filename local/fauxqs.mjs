@@ -1,0 +1,28 @@
+// Starts fauxqs (SNS + SQS) for the sessionha local stack, listening on 127.0.0.1 only.
+// fauxqs's own CLI binds 0.0.0.0 and logs every request, so we use its buildApp API.
+// Usage: node fauxqs.mjs PORT   (0 picks a free port). Prints one line
+// "fauxqs listening on 127.0.0.1:PORT" once it accepts connections.
+import { buildApp } from "fauxqs";
+
+const port = Number.parseInt(process.argv[2] ?? "0", 10);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error(`fauxqs.mjs: invalid port ${JSON.stringify(process.argv[2])}: want 0-65535`);
+  process.exit(2);
+}
+const app = buildApp({ logger: false, defaultRegion: process.env.AWS_REGION || "us-east-1" });
+try {
+  const address = await app.listen({ port, host: "127.0.0.1" });
+  console.log(`fauxqs listening on ${new URL(address).host}`);
+} catch (err) {
+  console.error(`fauxqs.mjs: listen on 127.0.0.1:${port}: ${err.message}`);
+  process.exit(1);
+}
+const stop = async () => {
+  await app.close();
+  process.exit(0);
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
+// Exit with our parent: a Go test killed with SIGKILL cannot stop us itself.
+process.stdin.on("end", stop);
+process.stdin.resume();
