@@ -1,0 +1,262 @@
+package client
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// Persistence is where sessions are kept, as Sun ONE's persistence types.
+type Persistence string
+
+const (
+	PersistenceMemory Persistence = "memory" // in process: no failover
+	PersistenceFile   Persistence = "file"   // a directory: survives a restart on the same host
+	PersistenceHA     Persistence = "ha"     // the bus and the table: failover to any instance
+)
+
+// Frequency is when changes are sent.
+type Frequency string
+
+const (
+	FrequencyWebMethod Frequency = "web-method" // every Save is published before it returns
+	FrequencyTimeBased Frequency = "time-based" // dirty sessions are sent every FlushInterval
+)
+
+// Scope is what a Save sends.
+type Scope string
+
+const (
+	ScopeSession           Scope = "session"            // the whole session, every time
+	ScopeModifiedSession   Scope = "modified-session"   // the whole session, only if it changed
+	ScopeModifiedAttribute Scope = "modified-attribute" // only changed and removed attributes
+)
+
+// ReadPath is how an instance reads a session it does not hold.
+type ReadPath string
+
+const (
+	ReadDirect ReadPath = "direct" // strongly consistent GetItem on the table
+	ReadBus    ReadPath = "bus"    // a query on the query topic, answered on the reply topic
+)
+
+// Config configures a Store. The zero value of every field means the default named in its
+// comment; ConfigFromEnv fills it from SESSIONHA_* variables. Open validates it.
+type Config struct {
+	// Site is the site this instance belongs to (SESSIONHA_SITE). Default "local".
+	Site string
+	// Cluster namespaces sessions: clusters share a table and clear apart
+	// (SESSIONHA_CLUSTER). Default "default".
+	Cluster string
+	// InstanceID names this auth server instance, unique in the site
+	// (SESSIONHA_INSTANCE_ID). Default: the host name and a random suffix.
+	InstanceID string
+	// Table is the session table (SESSIONHA_TABLE). Required for ha.
+	Table string
+	// OpsTopicARN is where session operations are published (SESSIONHA_OPS_TOPIC_ARN).
+	// Required for ha.
+	OpsTopicARN string
+	// QueryTopicARN, ReplyTopicARN and NoticeTopicARN are the failover query, its
+	// replies, and destroy notices (SESSIONHA_QUERY_TOPIC_ARN, SESSIONHA_REPLY_TOPIC_ARN,
+	// SESSIONHA_NOTICE_TOPIC_ARN). Default "": not used.
+	QueryTopicARN, ReplyTopicARN, NoticeTopicARN string
+	// Persistence is memory, file or ha (SESSIONHA_PERSISTENCE). Default ha.
+	Persistence Persistence
+	// Frequency is web-method or time-based (SESSIONHA_FREQUENCY). Default web-method.
+	Frequency Frequency
+	// FlushInterval is the time-based frequency's interval (SESSIONHA_FLUSH_INTERVAL).
+	// Default 10 s.
+	FlushInterval time.Duration
+	// Scope is session, modified-session or modified-attribute (SESSIONHA_SCOPE).
+	// Default session.
+	Scope Scope
+	// ReadPath is direct or bus (SESSIONHA_READ_PATH). Default direct.
+	ReadPath ReadPath
+	// MaxWait bounds a read over the bus (SESSIONHA_MAX_WAIT, a Go duration). Default 5 s,
+	// the old products' Maximum Wait Time.
+	MaxWait time.Duration
+	// MaxSessions bounds the sessions held in memory (least recently used go first).
+	// Default 10000.
+	MaxSessions int
+	// AWS is the SDK configuration. Default: the SDK's default chain (environment,
+	// shared files, instance role), endpoints from AWS_ENDPOINT_URL[_<SERVICE>].
+	AWS *aws.Config
+	// Logger receives mode switches and failures, never a session id. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// envVars maps each variable to the field it sets.
+var envVars = []struct {
+	name string
+	set  func(*Config, string) error
+}{
+	{"SESSIONHA_SITE", func(c *Config, v string) error { c.Site = v; return nil }},
+	{"SESSIONHA_CLUSTER", func(c *Config, v string) error { c.Cluster = v; return nil }},
+	{"SESSIONHA_INSTANCE_ID", func(c *Config, v string) error { c.InstanceID = v; return nil }},
+	{"SESSIONHA_TABLE", func(c *Config, v string) error { c.Table = v; return nil }},
+	{"SESSIONHA_OPS_TOPIC_ARN", func(c *Config, v string) error { c.OpsTopicARN = v; return nil }},
+	{"SESSIONHA_QUERY_TOPIC_ARN", func(c *Config, v string) error { c.QueryTopicARN = v; return nil }},
+	{"SESSIONHA_REPLY_TOPIC_ARN", func(c *Config, v string) error { c.ReplyTopicARN = v; return nil }},
+	{"SESSIONHA_NOTICE_TOPIC_ARN", func(c *Config, v string) error { c.NoticeTopicARN = v; return nil }},
+	{"SESSIONHA_PERSISTENCE", func(c *Config, v string) error { c.Persistence = Persistence(v); return nil }},
+	{"SESSIONHA_FREQUENCY", func(c *Config, v string) error { c.Frequency = Frequency(v); return nil }},
+	{"SESSIONHA_FLUSH_INTERVAL", func(c *Config, v string) (err error) { c.FlushInterval, err = parseDuration(v); return }},
+	{"SESSIONHA_SCOPE", func(c *Config, v string) error { c.Scope = Scope(v); return nil }},
+	{"SESSIONHA_READ_PATH", func(c *Config, v string) error { c.ReadPath = ReadPath(v); return nil }},
+	{"SESSIONHA_MAX_WAIT", func(c *Config, v string) (err error) { c.MaxWait, err = parseDuration(v); return }},
+}
+
+func parseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("want a positive Go duration such as 5s or 250ms")
+	}
+	return d, nil
+}
+
+// ConfigFromEnv reads the SESSIONHA_* variables (unset ones keep their defaults) and
+// validates the result, naming the variable of any bad value.
+func ConfigFromEnv() (Config, error) {
+	var c Config
+	for _, e := range envVars {
+		v, ok := os.LookupEnv(e.name)
+		if !ok || v == "" {
+			continue
+		}
+		if err := e.set(&c, v); err != nil {
+			return c, fmt.Errorf("client: %s=%q: %w", e.name, v, err)
+		}
+	}
+	return c, c.validate()
+}
+
+var name = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	if c.Site == "" {
+		c.Site = "local"
+	}
+	if c.Cluster == "" {
+		c.Cluster = "default"
+	}
+	if c.InstanceID == "" {
+		c.InstanceID = defaultInstanceID()
+	}
+	if c.Persistence == "" {
+		c.Persistence = PersistenceHA
+	}
+	if c.Frequency == "" {
+		c.Frequency = FrequencyWebMethod
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = 10 * time.Second
+	}
+	if c.Scope == "" {
+		c.Scope = ScopeSession
+	}
+	if c.ReadPath == "" {
+		c.ReadPath = ReadDirect
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = 5 * time.Second
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = 10000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func defaultInstanceID() string {
+	host, _ := os.Hostname()
+	host = regexp.MustCompile(`[^A-Za-z0-9._-]`).ReplaceAllString(host, "-")
+	if len(host) > 48 {
+		host = host[:48]
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return strings.TrimPrefix(host+"-"+hex.EncodeToString(b[:]), "-")
+}
+
+func oneOf[T ~string](field, env string, v T, ok ...T) error {
+	if v == "" {
+		return nil
+	}
+	for _, o := range ok {
+		if v == o {
+			return nil
+		}
+	}
+	var names []string
+	for _, o := range ok {
+		names = append(names, string(o))
+	}
+	return fmt.Errorf("client: %s (%s) %q: want one of %s", field, env, v, strings.Join(names, ", "))
+}
+
+// validate checks the values that are set; defaults are valid.
+func (c Config) validate() error {
+	checks := []error{
+		oneOf("Persistence", "SESSIONHA_PERSISTENCE", c.Persistence, PersistenceMemory, PersistenceFile, PersistenceHA),
+		oneOf("Frequency", "SESSIONHA_FREQUENCY", c.Frequency, FrequencyWebMethod, FrequencyTimeBased),
+		oneOf("Scope", "SESSIONHA_SCOPE", c.Scope, ScopeSession, ScopeModifiedSession, ScopeModifiedAttribute),
+		oneOf("ReadPath", "SESSIONHA_READ_PATH", c.ReadPath, ReadDirect, ReadBus),
+	}
+	for _, err := range checks {
+		if err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct{ field, env, v string }{
+		{"Site", "SESSIONHA_SITE", c.Site}, {"Cluster", "SESSIONHA_CLUSTER", c.Cluster},
+		{"InstanceID", "SESSIONHA_INSTANCE_ID", c.InstanceID},
+	} {
+		if f.v != "" && !name.MatchString(f.v) {
+			return fmt.Errorf("client: %s (%s) %q: want 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'", f.field, f.env, f.v)
+		}
+	}
+	if c.FlushInterval < 0 || c.MaxWait < 0 || c.MaxSessions < 0 {
+		return fmt.Errorf("client: FlushInterval, MaxWait and MaxSessions must not be negative")
+	}
+	return nil
+}
+
+// validateOpen checks what Open needs beyond validate: the resources of the chosen
+// persistence, and the options this version supports.
+func (c Config) validateOpen() error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	if c.Persistence == PersistenceHA {
+		if c.Table == "" {
+			return fmt.Errorf("client: Table (SESSIONHA_TABLE) is required with persistence ha")
+		}
+		if c.OpsTopicARN == "" {
+			return fmt.Errorf("client: OpsTopicARN (SESSIONHA_OPS_TOPIC_ARN) is required with persistence ha")
+		}
+	}
+	for _, u := range []struct {
+		on   bool
+		what string
+	}{
+		{c.Persistence == PersistenceFile, `Persistence (SESSIONHA_PERSISTENCE) "file"`},
+		{c.Frequency == FrequencyTimeBased, `Frequency (SESSIONHA_FREQUENCY) "time-based"`},
+		{c.Scope == ScopeModifiedAttribute, `Scope (SESSIONHA_SCOPE) "modified-attribute"`},
+		{c.ReadPath == ReadBus, `ReadPath (SESSIONHA_READ_PATH) "bus"`},
+	} {
+		if u.on {
+			return fmt.Errorf("client: %s is not supported by this version yet", u.what)
+		}
+	}
+	return nil
+}

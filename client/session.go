@@ -1,0 +1,130 @@
+package client
+
+import (
+	"maps"
+	"slices"
+	"sync"
+	"time"
+)
+
+// NewSession describes a session to create.
+type NewSession struct {
+	// Principal is the user the session belongs to. Required.
+	Principal string
+	// Group is an SSO group: sessions that share it are logged out together. Default "".
+	Group string
+	// MaxIdle ends the session after this long without a Save. Default 30 min.
+	MaxIdle time.Duration
+	// MaxLife ends the session this long after its creation. Default 8 h.
+	MaxLife time.Duration
+	// Attrs are the initial attributes. Default none.
+	Attrs map[string][]byte
+}
+
+// Session is one user's session. Its methods are safe for concurrent use. A Session is
+// a copy: changes reach the store (and other instances) only through Store.Save.
+type Session struct {
+	mu         sync.Mutex
+	id         string
+	key        string
+	principal  string
+	group      string
+	created    time.Time
+	lastAccess time.Time
+	maxIdle    time.Duration
+	maxLife    time.Duration
+	attrs      map[string][]byte
+	version    string // hlc of the last op this copy reflects
+	dirty      bool
+}
+
+// ID is the session id: the value for the cookie. It is a bearer credential: never log it.
+func (s *Session) ID() string { return s.id }
+
+// Principal is the user the session belongs to.
+func (s *Session) Principal() string { return s.principal }
+
+// Group is the session's SSO group ("" for none).
+func (s *Session) Group() string { return s.group }
+
+// Created is when the session was created.
+func (s *Session) Created() time.Time { return s.created }
+
+// LastAccess is when the session was last saved.
+func (s *Session) LastAccess() time.Time { s.mu.Lock(); defer s.mu.Unlock(); return s.lastAccess }
+
+// MaxIdle and MaxLife are the session's limits.
+func (s *Session) MaxIdle() time.Duration { return s.maxIdle }
+
+// MaxLife is how long after its creation the session ends.
+func (s *Session) MaxLife() time.Duration { return s.maxLife }
+
+// ExpiresAt is when the session ends unless it is saved again: min(last access + max
+// idle, created + max life).
+func (s *Session) ExpiresAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.expiresAt()
+}
+
+func (s *Session) expiresAt() time.Time {
+	idle, life := s.lastAccess.Add(s.maxIdle), s.created.Add(s.maxLife)
+	if idle.Before(life) {
+		return idle
+	}
+	return life
+}
+
+// Get returns a copy of an attribute's value.
+func (s *Session) Get(name string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.attrs[name]
+	return slices.Clone(v), ok
+}
+
+// Set sets an attribute (the value is copied).
+func (s *Session) Set(name string, value []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.attrs == nil {
+		s.attrs = map[string][]byte{}
+	}
+	s.attrs[name] = slices.Clone(value)
+	s.dirty = true
+}
+
+// Delete removes an attribute.
+func (s *Session) Delete(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.attrs[name]; ok {
+		delete(s.attrs, name)
+		s.dirty = true
+	}
+}
+
+// Names lists the attribute names, sorted.
+func (s *Session) Names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.attrs))
+}
+
+// Modified reports whether the session changed since it was loaded or saved.
+func (s *Session) Modified() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.dirty }
+
+// clone copies the session, values included.
+func (s *Session) clone() *Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := &Session{
+		id: s.id, key: s.key, principal: s.principal, group: s.group,
+		created: s.created, lastAccess: s.lastAccess, maxIdle: s.maxIdle, maxLife: s.maxLife,
+		version: s.version, dirty: s.dirty, attrs: make(map[string][]byte, len(s.attrs)),
+	}
+	for k, v := range s.attrs {
+		c.attrs[k] = slices.Clone(v)
+	}
+	return c
+}

@@ -1,0 +1,54 @@
+package events
+
+import "unicode/utf8"
+
+// Session is the whole state of a session as a writer saw it. Ops carry it
+// whole, never as a diff, so that applying the op with the highest Version
+// is enough to converge.
+type Session struct {
+	Principal  string            `json:"principal"`       // user id, 1..MaxPrincipalBytes bytes of valid UTF-8
+	Group      string            `json:"group,omitempty"` // SSO group, optional: at most 64 chars of [A-Za-z0-9._-]
+	Created    int64             `json:"created"`         // unix milliseconds, > 0
+	LastAccess int64             `json:"lastAccess"`      // unix milliseconds, >= Created
+	MaxIdle    int64             `json:"maxIdle"`         // seconds, > 0
+	MaxLife    int64             `json:"maxLife"`         // seconds, > 0
+	Attrs      map[string][]byte `json:"attrs,omitempty"` // at most MaxAttributes; names 1..MaxAttributeNameBytes bytes of valid UTF-8; values base64 in JSON
+}
+
+// validate checks s as the session of a create or save op. The principal
+// is not quoted in errors: it identifies a person.
+func (s *Session) validate() error {
+	if len(s.Principal) == 0 || len(s.Principal) > MaxPrincipalBytes || !utf8.ValidString(s.Principal) {
+		return invalidf("session.principal", "want 1-%d bytes of valid UTF-8, got %d bytes", MaxPrincipalBytes, len(s.Principal))
+	}
+	if err := checkToken("session.group", s.Group, 0); err != nil {
+		return err
+	}
+	if s.Created <= 0 {
+		return invalidf("session.created", "want unix milliseconds > 0, got %d", s.Created)
+	}
+	if s.LastAccess < s.Created {
+		return invalidf("session.lastAccess", "want >= created (%d), got %d", s.Created, s.LastAccess)
+	}
+	if s.MaxIdle <= 0 {
+		return invalidf("session.maxIdle", "want seconds > 0, got %d", s.MaxIdle)
+	}
+	if s.MaxLife <= 0 {
+		return invalidf("session.maxLife", "want seconds > 0, got %d", s.MaxLife)
+	}
+	if len(s.Attrs) > MaxAttributes {
+		return invalidf("session.attrs", "want at most %d attributes, got %d", MaxAttributes, len(s.Attrs))
+	}
+	// Report the least bad name, so that the error does not depend on map
+	// iteration order.
+	bad, found := "", false
+	for name := range s.Attrs {
+		if (len(name) == 0 || len(name) > MaxAttributeNameBytes || !utf8.ValidString(name)) && (!found || name < bad) {
+			bad, found = name, true
+		}
+	}
+	if found {
+		return invalidf("session.attrs", "attribute name %s: want 1-%d bytes of valid UTF-8, got %d bytes", quoteShort(bad), MaxAttributeNameBytes, len(bad))
+	}
+	return nil
+}

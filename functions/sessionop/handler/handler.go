@@ -1,0 +1,219 @@
+// Package handler applies session operations from the ops queue to the session table.
+//
+// Handle is the function's whole logic, shaped like any aws-lambda-go SQS handler and
+// tested without AWS: each record is decoded, validated and merged into its item with a
+// conditional write (internal/record). A record that cannot be applied (malformed, wrong
+// schema version, a write that keeps failing) is reported in batchItemFailures, so the
+// queue delivers it again and, after maxReceiveCount, moves it to the DLQ; its
+// batch-mates are applied regardless. Handle never panics and never fails the batch.
+package handler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lambdaevents "github.com/aws/aws-lambda-go/events"
+
+	"github.com/sessionha/sessionha/events"
+	"github.com/sessionha/sessionha/internal/record"
+)
+
+// Config is the function's configuration; the zero value of each optional field means
+// the default named in its comment.
+type Config struct {
+	// Table is the session table's name. Required (SESSIONHA_TABLE).
+	Table string
+	// Site is the site this function serves, for logs (SESSIONHA_SITE). Default "".
+	Site string
+	// TombstoneGrace is the least time a destroyed session's tombstone is kept
+	// (SESSIONHA_TOMBSTONE_GRACE, a Go duration). Default 10m.
+	TombstoneGrace time.Duration
+	// Parallel is how many records of a batch are applied at once. Default 10.
+	Parallel int
+}
+
+// ConfigFromEnv reads the function's environment.
+func ConfigFromEnv() (Config, error) {
+	c := Config{Table: os.Getenv("SESSIONHA_TABLE"), Site: os.Getenv("SESSIONHA_SITE")}
+	if v := os.Getenv("SESSIONHA_TOMBSTONE_GRACE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("SESSIONHA_TOMBSTONE_GRACE=%q: want a positive Go duration such as 10m", v)
+		}
+		c.TombstoneGrace = d
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	if c.Table == "" {
+		return errors.New("SESSIONHA_TABLE is required: the session table's name")
+	}
+	if c.TombstoneGrace < 0 || c.Parallel < 0 {
+		return errors.New("TombstoneGrace and Parallel must not be negative")
+	}
+	return nil
+}
+
+// Handler applies batches of session operations.
+type Handler struct {
+	table    *record.Table
+	log      *slog.Logger
+	parallel int
+	metrics  io.Writer // stdout in Lambda, where CloudWatch reads EMF lines
+}
+
+// New returns a handler writing to db. log receives one line per failed record and
+// never a session id; nil means JSON on stderr.
+func New(db record.DB, cfg Config, log *slog.Logger) (*Handler, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.TombstoneGrace == 0 {
+		cfg.TombstoneGrace = 10 * time.Minute
+	}
+	if cfg.Parallel == 0 {
+		cfg.Parallel = 10
+	}
+	if log == nil {
+		log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	return &Handler{
+		table:    &record.Table{DB: db, Name: cfg.Table, Grace: cfg.TombstoneGrace},
+		log:      log.With("function", "sessionop", "site", cfg.Site),
+		parallel: cfg.Parallel,
+		metrics:  os.Stdout,
+	}, nil
+}
+
+// counts of one batch, emitted as one EMF metrics line.
+type counts struct {
+	Applied, Unchanged, Rejected, Failed, Reads, Writes, Conflicts atomic.Int64
+}
+
+// Handle applies every record of the batch and reports the ones that failed.
+func (h *Handler) Handle(ctx context.Context, ev lambdaevents.SQSEvent) (lambdaevents.SQSEventResponse, error) {
+	var (
+		resp lambdaevents.SQSEventResponse
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		c    counts
+		sem  = make(chan struct{}, h.parallel)
+	)
+	for i := range ev.Records {
+		rec := &ev.Records[i]
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := h.apply(ctx, rec, &c); err != nil {
+				mu.Lock()
+				resp.BatchItemFailures = append(resp.BatchItemFailures, lambdaevents.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	h.emit(&c)
+	return resp, nil
+}
+
+// apply handles one record; a panic becomes that record's failure, never the batch's.
+func (h *Handler) apply(ctx context.Context, rec *lambdaevents.SQSMessage, c *counts) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+			c.Failed.Add(1)
+			h.log.Error("record failed", "messageId", rec.MessageId, "reason", err.Error())
+		}
+	}()
+	op, err := events.DecodeSessionOp([]byte(rec.Body))
+	if err != nil {
+		c.Rejected.Add(1)
+		h.log.Warn("record rejected", "messageId", rec.MessageId, "kind", rejection(err),
+			"receiveCount", rec.Attributes["ApproximateReceiveCount"], "bytes", len(rec.Body), "reason", err.Error())
+		return err
+	}
+	res, st, err := h.table.Apply(ctx, ToRecordOp(op))
+	c.Reads.Add(int64(st.Reads))
+	c.Writes.Add(int64(st.Writes))
+	c.Conflicts.Add(int64(st.Conflicts))
+	if err != nil {
+		c.Failed.Add(1)
+		h.log.Error("record failed", "messageId", rec.MessageId, "op", string(op.Op),
+			"receiveCount", rec.Attributes["ApproximateReceiveCount"], "reason", err.Error())
+		return err
+	}
+	if res == record.Written {
+		c.Applied.Add(1)
+	} else {
+		c.Unchanged.Add(1)
+	}
+	return nil
+}
+
+// rejection names the kind of a message that can never apply, for logs and alarms.
+func rejection(err error) string {
+	switch {
+	case errors.Is(err, events.ErrTooLarge):
+		return "too-large"
+	case errors.Is(err, events.ErrMalformed):
+		return "malformed"
+	case errors.Is(err, events.ErrSchemaVersion):
+		return "schema-version"
+	case errors.Is(err, events.ErrInvalid):
+		return "invalid"
+	}
+	return "other"
+}
+
+// ToRecordOp turns a decoded operation into the record's terms.
+func ToRecordOp(op *events.SessionOp) record.Op {
+	r := record.Op{Key: record.Key(op.Cluster, op.ID), Version: record.Version(op.Version, op.Writer)}
+	switch op.Op {
+	case events.OpCreate:
+		r.Kind = record.Create
+	case events.OpSave:
+		r.Kind = record.Save
+	case events.OpDestroy:
+		r.Kind = record.Destroy
+		return r
+	}
+	s := op.Session
+	r.Session = &record.Item{
+		Principal: s.Principal, Group: s.Group,
+		Created: s.Created, LastAccess: s.LastAccess, MaxIdle: s.MaxIdle, MaxLife: s.MaxLife,
+		Site: op.Site, Writer: op.Writer, Attrs: s.Attrs,
+	}
+	return r
+}
+
+// emit writes the batch's counters in CloudWatch's embedded metric format: a JSON line on
+// stdout that Lambda's log pipeline turns into metrics with no API call.
+func (h *Handler) emit(c *counts) {
+	names := []string{"Applied", "Unchanged", "Rejected", "Failed", "Reads", "Writes", "Conflicts"}
+	vals := []int64{c.Applied.Load(), c.Unchanged.Load(), c.Rejected.Load(), c.Failed.Load(), c.Reads.Load(), c.Writes.Load(), c.Conflicts.Load()}
+	metrics := make([]map[string]string, len(names))
+	line := map[string]any{"function": "sessionop"}
+	for i, n := range names {
+		metrics[i] = map[string]string{"Name": n, "Unit": "Count"}
+		line[n] = vals[i]
+	}
+	line["_aws"] = map[string]any{
+		"Timestamp": time.Now().UnixMilli(),
+		"CloudWatchMetrics": []any{map[string]any{
+			"Namespace": "sessionha", "Dimensions": [][]string{{"function"}}, "Metrics": metrics,
+		}},
+	}
+	b, _ := json.Marshal(line)
+	_, _ = h.metrics.Write(append(b, '\n'))
+}

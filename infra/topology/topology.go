@@ -1,0 +1,239 @@
+// Package topology is the one description of a sessionha site's resources: the session
+// table, the topics, the queues with their dead-letter queues, the subscriptions and the
+// functions fed by them. The CDK app (infra) and the local provisioner (local/provision)
+// both render it, so what runs on a laptop is what `cdk deploy` creates.
+//
+// It is plain Go with no AWS or CDK imports: a program that renders it pulls in nothing.
+package topology
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Settings are the per-site knobs; the zero value means the defaults named on each field.
+type Settings struct {
+	// BatchSize is the SQS event source mapping's batch size. Default 10.
+	BatchSize int
+	// BatchingWindow is how long the mapping gathers a batch. Default 0 (invoke at once).
+	BatchingWindow time.Duration
+	// MaxConcurrency caps concurrent invocations per queue. Default 4 (AWS's minimum is 2).
+	MaxConcurrency int
+	// FunctionTimeout is each function's timeout. Default 10 s.
+	FunctionTimeout time.Duration
+	// VisibilityTimeout of the function queues. Default 6 × FunctionTimeout, as AWS
+	// advises for queues feeding Lambda.
+	VisibilityTimeout time.Duration
+	// MaxReceiveCount is how many receives a message gets before the DLQ. Default 5.
+	MaxReceiveCount int
+	// TombstoneGrace is the least time a destroyed session's tombstone is kept, so that
+	// late messages still find it. Default 10 min.
+	TombstoneGrace time.Duration
+}
+
+// WithDefaults fills every zero field with its default.
+func (s Settings) WithDefaults() Settings {
+	if s.BatchSize == 0 {
+		s.BatchSize = 10
+	}
+	if s.MaxConcurrency == 0 {
+		s.MaxConcurrency = 4
+	}
+	if s.FunctionTimeout == 0 {
+		s.FunctionTimeout = 10 * time.Second
+	}
+	if s.VisibilityTimeout == 0 {
+		s.VisibilityTimeout = 6 * s.FunctionTimeout
+	}
+	if s.MaxReceiveCount == 0 {
+		s.MaxReceiveCount = 5
+	}
+	if s.TombstoneGrace == 0 {
+		s.TombstoneGrace = 10 * time.Minute
+	}
+	return s
+}
+
+// Validate reports the first setting out of range, naming it.
+func (s Settings) Validate() error {
+	switch {
+	case s.BatchSize < 1 || s.BatchSize > 10:
+		return fmt.Errorf("topology: BatchSize %d out of range 1-10", s.BatchSize)
+	case s.MaxConcurrency < 2 || s.MaxConcurrency > 1000:
+		return fmt.Errorf("topology: MaxConcurrency %d out of range 2-1000", s.MaxConcurrency)
+	case s.BatchingWindow < 0 || s.BatchingWindow > 5*time.Minute:
+		return fmt.Errorf("topology: BatchingWindow %s out of range 0-5m", s.BatchingWindow)
+	case s.FunctionTimeout < time.Second || s.FunctionTimeout > 15*time.Minute:
+		return fmt.Errorf("topology: FunctionTimeout %s out of range 1s-15m", s.FunctionTimeout)
+	case s.VisibilityTimeout < time.Second || s.VisibilityTimeout > 12*time.Hour:
+		return fmt.Errorf("topology: VisibilityTimeout %s out of range 1s-12h", s.VisibilityTimeout)
+	case s.MaxReceiveCount < 1 || s.MaxReceiveCount > 1000:
+		return fmt.Errorf("topology: MaxReceiveCount %d out of range 1-1000", s.MaxReceiveCount)
+	case s.TombstoneGrace < time.Second:
+		return fmt.Errorf("topology: TombstoneGrace %s below 1s", s.TombstoneGrace)
+	}
+	return nil
+}
+
+// Site names one deployment of the functions and the bus in one region.
+type Site struct {
+	Name     string // [a-z0-9-]{1,32}; part of every resource name
+	Region   string
+	Primary  bool // the site whose region holds the table's primary replica
+	Settings Settings
+}
+
+// Table is the session table (a global table when several regions share it).
+type Table struct {
+	Name         string
+	PartitionKey string // string key
+	TTLAttribute string // epoch seconds
+}
+
+// Topic is an SNS topic; EnvVar is the SESSIONHA_* variable (and stack output) holding its ARN.
+type Topic struct {
+	ID     string // logical id: ops, query, reply, notice
+	Name   string
+	EnvVar string
+}
+
+// Queue is an SQS queue. A queue with a DLQ has DLQ set to the DLQ's ID.
+type Queue struct {
+	ID                string
+	Name              string
+	DLQ               string // ID of its dead-letter queue, "" for none
+	MaxReceiveCount   int    // with DLQ
+	VisibilityTimeout time.Duration
+	Retention         time.Duration
+}
+
+// Subscription feeds a queue from a topic.
+type Subscription struct {
+	Topic        string // topic ID
+	Queue        string // queue ID
+	RawDelivery  bool   // the message body is the published message, attributes become SQS attributes
+	FilterPolicy string // JSON, "" for none (every message)
+}
+
+// Function is a Lambda function fed by a queue.
+type Function struct {
+	ID             string // folder under functions/: sessionop, sessionquery
+	Name           string
+	Queue          string // queue ID of its event source
+	BatchSize      int
+	BatchingWindow time.Duration
+	MaxConcurrency int
+	Timeout        time.Duration
+	// Env lists the function's environment: variable -> value, where a value of the form
+	// "table:name", "topic:ID" or "queue:ID" is resolved by the renderer.
+	Env map[string]string
+}
+
+// Topology is every resource of one site.
+type Topology struct {
+	Site          Site
+	Table         Table
+	Topics        []Topic
+	Queues        []Queue
+	Subscriptions []Subscription
+	Functions     []Function
+}
+
+// Names of things, shared by the renderers and the client's environment.
+const (
+	TopicOps    = "ops"
+	TopicQuery  = "query"
+	TopicReply  = "reply"
+	TopicNotice = "notice"
+
+	QueueOps      = "ops"
+	QueueOpsDLQ   = "ops-dlq"
+	QueueQuery    = "query"
+	QueueQueryDLQ = "query-dlq"
+
+	FunctionSessionOp = "sessionop"
+
+	PartitionKey = "pk"
+	TTLAttribute = "expiresAt"
+)
+
+var siteName = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+
+// DefaultTable is the session table's name: fixed, so that every site's stack and the
+// global table's replicas agree on it without cross-stack references.
+const DefaultTable = "sessionha-sessions"
+
+// For describes a site. table is the deployment's table name ("" for DefaultTable).
+func For(site Site, table string) (Topology, error) {
+	if !siteName.MatchString(site.Name) {
+		return Topology{}, fmt.Errorf("topology: site name %q: want 1-32 characters of a-z, 0-9 and -", site.Name)
+	}
+	if site.Region == "" {
+		return Topology{}, fmt.Errorf("topology: site %q has no region", site.Name)
+	}
+	site.Settings = site.Settings.WithDefaults()
+	if err := site.Settings.Validate(); err != nil {
+		return Topology{}, fmt.Errorf("site %q: %w", site.Name, err)
+	}
+	if table == "" {
+		table = DefaultTable
+	}
+	s := site.Settings
+	name := func(part string) string { return "sessionha-" + site.Name + "-" + part }
+	const retention = 4 * 24 * time.Hour // SQS's default; DLQs keep 14 days for operators
+	t := Topology{
+		Site:  site,
+		Table: Table{Name: table, PartitionKey: PartitionKey, TTLAttribute: TTLAttribute},
+		Topics: []Topic{
+			{ID: TopicOps, Name: name("ops"), EnvVar: "SESSIONHA_OPS_TOPIC_ARN"},
+			{ID: TopicQuery, Name: name("query"), EnvVar: "SESSIONHA_QUERY_TOPIC_ARN"},
+			{ID: TopicReply, Name: name("reply"), EnvVar: "SESSIONHA_REPLY_TOPIC_ARN"},
+			{ID: TopicNotice, Name: name("notice"), EnvVar: "SESSIONHA_NOTICE_TOPIC_ARN"},
+		},
+		Queues: []Queue{
+			{ID: QueueOpsDLQ, Name: name("ops-dlq"), Retention: 14 * 24 * time.Hour, VisibilityTimeout: 30 * time.Second},
+			{ID: QueueOps, Name: name("ops"), DLQ: QueueOpsDLQ, MaxReceiveCount: s.MaxReceiveCount,
+				VisibilityTimeout: s.VisibilityTimeout, Retention: retention},
+			{ID: QueueQueryDLQ, Name: name("query-dlq"), Retention: 14 * 24 * time.Hour, VisibilityTimeout: 30 * time.Second},
+			{ID: QueueQuery, Name: name("query"), DLQ: QueueQueryDLQ, MaxReceiveCount: s.MaxReceiveCount,
+				VisibilityTimeout: s.VisibilityTimeout, Retention: retention},
+		},
+		Subscriptions: []Subscription{
+			// No filter policy on the ops queue: nothing published on the ops topic may go unseen.
+			{Topic: TopicOps, Queue: QueueOps, RawDelivery: true},
+			{Topic: TopicQuery, Queue: QueueQuery, RawDelivery: true},
+		},
+		Functions: []Function{{
+			ID: FunctionSessionOp, Name: name("sessionop"), Queue: QueueOps,
+			BatchSize: s.BatchSize, BatchingWindow: s.BatchingWindow, MaxConcurrency: s.MaxConcurrency,
+			Timeout: s.FunctionTimeout,
+			Env: map[string]string{
+				"SESSIONHA_TABLE":           "table:" + table,
+				"SESSIONHA_SITE":            site.Name,
+				"SESSIONHA_TOMBSTONE_GRACE": s.TombstoneGrace.String(),
+			},
+		}},
+	}
+	return t, nil
+}
+
+// Queue returns the queue with the given ID.
+func (t Topology) Queue(id string) (Queue, bool) {
+	for _, q := range t.Queues {
+		if q.ID == id {
+			return q, true
+		}
+	}
+	return Queue{}, false
+}
+
+// Topic returns the topic with the given ID.
+func (t Topology) Topic(id string) (Topic, bool) {
+	for _, tp := range t.Topics {
+		if tp.ID == id {
+			return tp, true
+		}
+	}
+	return Topic{}, false
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+)
+
+var logger = slog.New(slog.NewJSONHandler(os.Stdout, nil))
+
+// Crashing at init, before the runtime loop, is how a bootstrap with a broken
+// configuration behaves; the tests ask for it through the environment.
+func init() {
+	if os.Getenv("ECHOFN_CRASH_AT_INIT") != "" {
+		fmt.Println("echofn: crashing at init as asked")
+		os.Exit(2)
+	}
+}
+
+// request is a direct invocation. Op says what to do:
+// echo (return value), error (return an echoError), crash (exit 3), sleep (for Sleep),
+// env (return the named variables), big (return Size bytes), panic.
+type request struct {
+	Op    string          `json:"op"`
+	Value json.RawMessage `json:"value,omitempty"`
+	Sleep string          `json:"sleep,omitempty"`
+	Env   []string        `json:"env,omitempty"`
+	Size  int             `json:"size,omitempty"`
+}
+
+type response struct {
+	Echo         json.RawMessage   `json:"echo,omitempty"`
+	RequestID    string            `json:"requestId"`
+	FunctionARN  string            `json:"functionArn"`
+	FunctionName string            `json:"functionName"`
+	MemoryMB     int               `json:"memoryMB"`
+	DeadlineIn   int64             `json:"deadlineInMs"`
+	PID          int               `json:"pid"`
+	Env          map[string]string `json:"env,omitempty"`
+	Environ      []string          `json:"environ,omitempty"`
+	Big          string            `json:"big,omitempty"`
+}
+
+type echoError struct{ msg string }
+
+func (e *echoError) Error() string { return e.msg }
+
+func handle(ctx context.Context, raw json.RawMessage) (any, error) {
+	var probe struct {
+		Records []events.SQSMessage `json:"Records"`
+	}
+	if json.Unmarshal(raw, &probe) == nil && len(probe.Records) > 0 && probe.Records[0].EventSource == "aws:sqs" {
+		return handleSQS(ctx, probe.Records)
+	}
+	var req request
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return nil, err
+	}
+	lc, _ := lambdacontext.FromContext(ctx)
+	deadline, _ := ctx.Deadline()
+	resp := response{
+		RequestID:    lc.AwsRequestID,
+		FunctionARN:  lc.InvokedFunctionArn,
+		FunctionName: lambdacontext.FunctionName,
+		MemoryMB:     lambdacontext.MemoryLimitInMB,
+		DeadlineIn:   time.Until(deadline).Milliseconds(),
+		PID:          os.Getpid(),
+	}
+	switch req.Op {
+	case "echo":
+		resp.Echo = req.Value
+	case "error":
+		return nil, &echoError{msg: "asked to fail"}
+	case "panic":
+		panic("asked to panic")
+	case "crash":
+		fmt.Println("echofn: crashing as asked")
+		os.Exit(3)
+	case "sleep":
+		d, err := time.ParseDuration(req.Sleep)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Println("echofn: sleeping", d)
+		time.Sleep(d)
+	case "env":
+		resp.Env = map[string]string{}
+		for _, k := range req.Env {
+			if v, ok := os.LookupEnv(k); ok {
+				resp.Env[k] = v
+			}
+		}
+		for _, kv := range os.Environ() {
+			k, _, _ := strings.Cut(kv, "=")
+			resp.Environ = append(resp.Environ, k)
+		}
+		sort.Strings(resp.Environ)
+	case "big":
+		resp.Big = strings.Repeat("x", req.Size)
+	default:
+		return nil, fmt.Errorf("unknown op %q", req.Op)
+	}
+	return resp, nil
+}
+
+// handleSQS processes a batch. By body: "fail..." is reported in batchItemFailures,
+// "error" fails the whole invocation, "crash" exits the process, "sleep:DURATION"
+// sleeps; anything else succeeds. It logs one JSON line per record, without the body.
+func handleSQS(ctx context.Context, records []events.SQSMessage) (events.SQSEventResponse, error) {
+	lc, _ := lambdacontext.FromContext(ctx)
+	var resp events.SQSEventResponse
+	var failBatch bool
+	for _, r := range records {
+		sum := md5.Sum([]byte(r.Body))
+		attrs := make([]string, 0, len(r.Attributes))
+		for k := range r.Attributes {
+			attrs = append(attrs, k)
+		}
+		sort.Strings(attrs)
+		mattrs := make([]string, 0, len(r.MessageAttributes))
+		for k, v := range r.MessageAttributes {
+			mattrs = append(mattrs, k+":"+v.DataType)
+		}
+		sort.Strings(mattrs)
+		logger.Info("record",
+			"requestId", lc.AwsRequestID,
+			"messageId", r.MessageId,
+			"receiveCount", r.Attributes["ApproximateReceiveCount"],
+			"batchSize", len(records),
+			"eventSource", r.EventSource,
+			"eventSourceARN", r.EventSourceARN,
+			"awsRegion", r.AWSRegion,
+			"md5ok", hex.EncodeToString(sum[:]) == r.Md5OfBody,
+			"receiptHandle", r.ReceiptHandle != "",
+			"attributes", attrs,
+			"messageAttributes", mattrs,
+		)
+		switch {
+		case strings.HasPrefix(r.Body, "fail"):
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
+		case r.Body == "error":
+			failBatch = true
+		case r.Body == "crash":
+			fmt.Println("echofn: crashing as asked")
+			os.Exit(3)
+		case strings.HasPrefix(r.Body, "sleep:"):
+			d, err := time.ParseDuration(strings.TrimPrefix(r.Body, "sleep:"))
+			if err != nil {
+				return resp, err
+			}
+			time.Sleep(d)
+		}
+	}
+	if failBatch {
+		return resp, &echoError{msg: "asked to fail the batch"}
+	}
+	return resp, nil
+}
