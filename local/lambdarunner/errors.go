@@ -14,6 +14,7 @@ type FunctionError struct {
 	Message string // errorMessage
 }
 
+// Error says it is a function error, with its type and message.
 func (e *FunctionError) Error() string {
 	if e.Type == "" {
 		return "function error: " + e.Message

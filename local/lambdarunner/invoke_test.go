@@ -392,6 +392,7 @@ func TestInvokeContextCancelled(t *testing.T) {
 func TestStopLeavesNoProcess(t *testing.T) {
 	t.Parallel()
 	r := New(Config{Logger: testLogger()})
+	t.Cleanup(r.Stop) // should the test fail before its own Stop
 	fn := start(t, r, Function{Concurrency: 3})
 	var wg sync.WaitGroup
 	for range 3 {

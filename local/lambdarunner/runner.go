@@ -2,15 +2,15 @@
 // their real bootstrap executables the Lambda Runtime API and by emulating the SQS event
 // source mapping.
 //
-// Why it exists: AWS's Runtime Interface Emulator (RIE) is a Docker image and a Go
-// program that is not published as a Go module, so the local stack cannot pin it on the
-// module proxy. The functions are Go programs built for the provided.al2023 runtime
-// (CGO_ENABLED=0 go build -tags lambda.norpc) that call lambda.Start from aws-lambda-go,
-// and such a program only needs an HTTP server speaking the Runtime API, which is small
-// enough to write and test here. Running the real bootstrap, rather than calling the
-// handler in-process, keeps what is tested identical to what is deployed: the same
-// binary, the same environment variables, process crashes and timeouts that really kill
-// the process.
+// Why it exists: AWS's Runtime Interface Emulator (RIE) is not available to this
+// project: it ships as Docker images and release binaries, not as a module the project
+// can pin through the Go module proxy, and the local stack runs without Docker. The
+// functions are Go programs built for the provided.al2023 runtime (CGO_ENABLED=0 go
+// build -tags lambda.norpc) that call lambda.Start from aws-lambda-go, and such a
+// program only needs an HTTP server speaking the Runtime API, which is small enough to
+// write and test here. Running the real bootstrap, rather than calling the handler
+// in-process, keeps what is tested identical to what is deployed: the same binary, the
+// same environment variables, and crashes and timeouts that really end the process.
 //
 // What it emulates:
 //
@@ -29,11 +29,12 @@
 //     (ReportBatchItemFailures) with Lambda's rules, and nothing deleted on failure, so
 //     that the queue's own visibility timeout and redrive policy apply.
 //
-// What it does not emulate: the Lambda Invoke API over HTTP, async invocation, freezing
-// idle environments between invocations (idle bootstraps keep running, blocked in
-// GET /next), FIFO-specific ordering rules of the mapping, splitting SQS batches larger
-// than the 6 MB payload limit, and extensions beyond the minimal registration that
-// aws-lambda-go's WithEnableSIGTERM performs.
+// What it does not emulate: the Lambda Invoke API over HTTP, async invocation,
+// throttling (an invocation over the concurrency limit waits for an environment instead
+// of failing with TooManyRequestsException), freezing idle environments (an idle
+// bootstrap keeps running, blocked in GET /next), the FIFO-specific ordering rules of the
+// mapping, splitting SQS batches larger than the 6 MB payload limit, and extensions
+// beyond the registration that aws-lambda-go's WithEnableSIGTERM performs.
 package lambdarunner
 
 import (
@@ -153,7 +154,7 @@ func (r *Runner) Start(ctx context.Context, f Function) (*Func, error) {
 	st, err := os.Stat(path)
 	switch {
 	case os.IsNotExist(err):
-		return nil, fmt.Errorf("lambdarunner: function %s: bootstrap %s does not exist (build it with CGO_ENABLED=0 go build -tags lambda.norpc -o %s ./cmd/...)", f.Name, path, path)
+		return nil, fmt.Errorf("lambdarunner: function %s: bootstrap %s does not exist (build it first: CGO_ENABLED=0 go build -tags lambda.norpc -o %s <the function's main package>)", f.Name, path, path)
 	case err != nil:
 		return nil, fmt.Errorf("lambdarunner: function %s: bootstrap %s: %w", f.Name, path, err)
 	case !st.Mode().IsRegular():

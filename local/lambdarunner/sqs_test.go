@@ -27,7 +27,8 @@ type queues struct {
 func makeQueues(t *testing.T, c *sqs.Client) queues {
 	t.Helper()
 	ctx := context.Background()
-	name := strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())
+	// Unique per run: fauxqs outlives a test, and -count=N repeats the names.
+	name := strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()) + "-" + randomHex(8)
 	var q queues
 	dlq, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
 	if err != nil {

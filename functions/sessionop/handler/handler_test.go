@@ -1,0 +1,224 @@
+package handler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	lambdaevents "github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/sessionha/sessionha/events"
+	"github.com/sessionha/sessionha/internal/record"
+	"github.com/sessionha/sessionha/local/emulator"
+)
+
+var db *dynamodb.Client
+
+const table = "sessions"
+
+// TestMain runs the handler against DynamoDB Local, AWS's own emulator: no mocks.
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	ctx := context.Background()
+	ddb, err := emulator.StartDynamoDB(ctx, emulator.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer ddb.Stop()
+	db = dynamodb.New(dynamodb.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(ddb.Endpoint),
+		Credentials:                     credentials.NewStaticCredentialsProvider("test", "test", ""),
+		DisableValidateResponseChecksum: true,
+	})
+	_, err = db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: aws.String(table), BillingMode: ddbtypes.BillingModePayPerRequest,
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "create table:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+func newHandler(t *testing.T) (*Handler, *logBuf, *logBuf) {
+	t.Helper()
+	logs, metrics := &logBuf{}, &logBuf{}
+	h, err := New(db, Config{Table: table, Site: "test"}, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.metrics = metrics
+	return h, logs, metrics
+}
+
+var idSeq int
+
+func op(kind events.OpKind, hlc uint64, attrs map[string][]byte) (*events.SessionOp, string) {
+	idSeq++
+	id := fmt.Sprintf("session-%d-%d", time.Now().UnixNano(), idSeq)
+	now := time.Now().UnixMilli()
+	o := &events.SessionOp{V: 1, Op: kind, Cluster: "default", ID: events.HashID(id),
+		Version: fmt.Sprintf("%016x", hlc), Writer: "w1", Site: "test", At: now}
+	if kind != events.OpDestroy {
+		o.Session = &events.Session{Principal: "alice", Created: now, LastAccess: now, MaxIdle: 600, MaxLife: 3600, Attrs: attrs}
+	}
+	return o, id
+}
+
+func body(t *testing.T, o *events.SessionOp) string {
+	t.Helper()
+	b, err := events.EncodeSessionOp(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func get(t *testing.T, o *events.SessionOp) *record.Item {
+	t.Helper()
+	tb := &record.Table{DB: db, Name: table}
+	it, err := tb.Get(context.Background(), record.Key(o.Cluster, o.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
+
+// TestPoisonFailsAlone: each kind of bad message is reported alone, with its reason
+// logged, and its batch-mates are applied.
+func TestPoisonFailsAlone(t *testing.T) {
+	h, logs, metrics := newHandler(t)
+	good1, _ := op(events.OpCreate, 1<<20, map[string][]byte{"cart": []byte("book")})
+	good2, _ := op(events.OpCreate, 1<<20, nil)
+	shortID, _ := op(events.OpCreate, 1<<20, nil)
+	shortID.ID = "abc"
+	shortIDBody, _ := json.Marshal(shortID) // bypass Encode's validation, as a foreign writer might
+	poison := map[string]string{
+		"malformed":      `{"v":1,"op":`,
+		"schema-version": strings.Replace(body(t, good2), `"v":1`, `"v":9`, 1),
+		"invalid":        strings.Replace(body(t, good2), `"op":"create"`, `"op":"merge"`, 1),
+		"invalid-id":     string(shortIDBody),
+		"too-large":      `{"v":1,"pad":"` + strings.Repeat("x", events.MaxMessageBytes) + `"}`,
+		"not-an-object":  `[1,2,3]`,
+	}
+	ev := lambdaevents.SQSEvent{Records: []lambdaevents.SQSMessage{{MessageId: "good-1", Body: body(t, good1)}}}
+	for name, b := range poison {
+		ev.Records = append(ev.Records, lambdaevents.SQSMessage{MessageId: name, Body: b})
+	}
+	ev.Records = append(ev.Records, lambdaevents.SQSMessage{MessageId: "good-2", Body: body(t, good2)})
+
+	resp, err := h.Handle(context.Background(), ev)
+	if err != nil {
+		t.Fatalf("Handle failed the batch: %v", err)
+	}
+	failed := map[string]bool{}
+	for _, f := range resp.BatchItemFailures {
+		failed[f.ItemIdentifier] = true
+	}
+	for name := range poison {
+		if !failed[name] {
+			t.Errorf("poison %q was not reported as failed", name)
+		}
+	}
+	if failed["good-1"] || failed["good-2"] || len(failed) != len(poison) {
+		t.Errorf("failures %v: want exactly the poison messages", failed)
+	}
+	if it := get(t, good1); it == nil || string(it.Attrs["cart"]) != "book" {
+		t.Errorf("batch-mate good-1 not applied: %+v", it)
+	}
+	if get(t, good2) == nil {
+		t.Error("batch-mate good-2 not applied")
+	}
+	for _, want := range []string{`"kind":"malformed"`, `"kind":"schema-version"`, `"kind":"invalid"`, `"kind":"too-large"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), good1.ID) {
+		t.Error("a log line carries a (hashed) session id")
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(metrics.String())), &m); err != nil {
+		t.Fatalf("metrics line is not JSON: %v", err)
+	}
+	if m["Rejected"] != float64(len(poison)) || m["Applied"] != float64(2) || m["_aws"] == nil {
+		t.Errorf("metrics %v: want Rejected %d, Applied 2, and an EMF _aws block", m, len(poison))
+	}
+}
+
+// TestStaleDuplicateAndDestroy: a stale or duplicate op changes nothing; a destroy is final.
+func TestStaleDuplicateAndDestroy(t *testing.T) {
+	h, _, _ := newHandler(t)
+	ctx := context.Background()
+	create, _ := op(events.OpCreate, 100<<16, map[string][]byte{"a": []byte("1")})
+	save := *create
+	save.Op, save.Version = events.OpSave, fmt.Sprintf("%016x", 200<<16)
+	save.Session = &events.Session{Principal: "alice", Created: create.Session.Created, LastAccess: create.Session.LastAccess + 1000,
+		MaxIdle: 600, MaxLife: 3600, Attrs: map[string][]byte{"a": []byte("2")}}
+	destroy := events.SessionOp{V: 1, Op: events.OpDestroy, Cluster: "default", ID: create.ID,
+		Version: fmt.Sprintf("%016x", 150<<16), Writer: "w2", Site: "test", At: create.At}
+	newer := save
+	newer.Version = fmt.Sprintf("%016x", 900<<16)
+
+	deliver := func(ops ...*events.SessionOp) {
+		t.Helper()
+		var ev lambdaevents.SQSEvent
+		for i, o := range ops {
+			ev.Records = append(ev.Records, lambdaevents.SQSMessage{MessageId: fmt.Sprint(i), Body: body(t, o)})
+		}
+		resp, err := h.Handle(ctx, ev)
+		if err != nil || len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("Handle: %v %v", resp, err)
+		}
+	}
+	deliver(&save)
+	deliver(create, create) // older and duplicated: must not win over the save
+	if it := get(t, create); string(it.Attrs["a"]) != "2" {
+		t.Fatalf("an older create overwrote a newer save: %q", it.Attrs["a"])
+	}
+	deliver(&destroy) // older version than the save, yet final
+	deliver(&newer, create, &save)
+	it := get(t, create)
+	if it.State != record.Destroyed || it.Readable(time.Now()) {
+		t.Fatalf("ops after a destroy revived the session: %+v", it)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	t.Setenv("SESSIONHA_TABLE", "")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "SESSIONHA_TABLE") {
+		t.Errorf("missing table: %v", err)
+	}
+	t.Setenv("SESSIONHA_TABLE", "t")
+	t.Setenv("SESSIONHA_TOMBSTONE_GRACE", "soon")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "SESSIONHA_TOMBSTONE_GRACE") {
+		t.Errorf("bad grace: %v", err)
+	}
+	t.Setenv("SESSIONHA_TOMBSTONE_GRACE", "2m")
+	if c, err := ConfigFromEnv(); err != nil || c.TombstoneGrace != 2*time.Minute {
+		t.Errorf("good env: %+v %v", c, err)
+	}
+}
