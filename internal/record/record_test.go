@@ -130,7 +130,7 @@ func TestReadableAndDeadline(t *testing.T) {
 	if want := t0.Add(8 * time.Hour); !it.Deadline().Equal(want) {
 		t.Errorf("deadline %v, want life limit %v", it.Deadline(), want)
 	}
-	if !it.Readable(t0.Add(8*time.Hour - time.Millisecond)) || it.Readable(t0.Add(8*time.Hour)) {
+	if !it.Readable(t0.Add(8*time.Hour-time.Millisecond)) || it.Readable(t0.Add(8*time.Hour)) {
 		t.Error("readable around the deadline is wrong")
 	}
 }
