@@ -89,6 +89,15 @@ type Table struct {
 	Name         string
 	PartitionKey string // string key
 	TTLAttribute string // epoch seconds
+	Indexes      []Index
+}
+
+// Index is a global secondary index of the table.
+type Index struct {
+	Name         string
+	PartitionKey string   // string key
+	SortKey      string   // number key
+	Include      []string // non-key attributes projected into the index
 }
 
 // Topic is an SNS topic; EnvVar is the SESSIONHA_* variable (and stack output) holding its ARN.
@@ -156,6 +165,9 @@ const (
 
 	PartitionKey = "pk"
 	TTLAttribute = "expiresAt"
+
+	// IndexByPrincipal lists a user's sessions: cluster#principal, then creation time.
+	IndexByPrincipal = "byPrincipal"
 )
 
 var siteName = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
@@ -183,8 +195,12 @@ func For(site Site, table string) (Topology, error) {
 	name := func(part string) string { return "sessionha-" + site.Name + "-" + part }
 	const retention = 4 * 24 * time.Hour // SQS's default; DLQs keep 14 days for operators
 	t := Topology{
-		Site:  site,
-		Table: Table{Name: table, PartitionKey: PartitionKey, TTLAttribute: TTLAttribute},
+		Site: site,
+		Table: Table{Name: table, PartitionKey: PartitionKey, TTLAttribute: TTLAttribute, Indexes: []Index{{
+			Name: IndexByPrincipal, PartitionKey: "upk", SortKey: "cr",
+			// What List needs to show a session and filter out expired ones, without the attributes.
+			Include: []string{"st", "grp", "la", "mi", "ml", "site", TTLAttribute},
+		}}},
 		Topics: []Topic{
 			{ID: TopicOps, Name: name("ops"), EnvVar: "SESSIONHA_OPS_TOPIC_ARN"},
 			{ID: TopicQuery, Name: name("query"), EnvVar: "SESSIONHA_QUERY_TOPIC_ARN"},

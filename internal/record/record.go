@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -53,6 +54,8 @@ const (
 	attrSite       = "site"
 	attrWriter     = "wr"
 	attrAttrs      = "a"
+	// attrUserKey is the per-user index's key: cluster#principal, on active items only.
+	attrUserKey = "upk"
 	// AttrExpiresAt is the table's TTL attribute (epoch seconds).
 	AttrExpiresAt = "expiresAt"
 )
@@ -183,6 +186,9 @@ func Marshal(it *Item) map[string]types.AttributeValue {
 		return m // a tombstone keeps nothing of the session
 	}
 	m[attrPrincipal] = s(it.Principal)
+	if cluster, _, ok := strings.Cut(it.Key, "#"); ok {
+		m[attrUserKey] = s(cluster + "#" + it.Principal)
+	}
 	if it.Group != "" {
 		m[attrGroup] = s(it.Group)
 	}

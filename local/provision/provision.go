@@ -90,13 +90,27 @@ func table(ctx context.Context, db DynamoDB, t topology.Table) error {
 	var notFound *ddbtypes.ResourceNotFoundException
 	switch {
 	case errors.As(err, &notFound):
-		_, err = db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		in := &dynamodb.CreateTableInput{
 			TableName:            aws.String(t.Name),
 			BillingMode:          ddbtypes.BillingModePayPerRequest,
 			AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(t.PartitionKey), AttributeType: ddbtypes.ScalarAttributeTypeS}},
 			KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(t.PartitionKey), KeyType: ddbtypes.KeyTypeHash}},
 			StreamSpecification:  &ddbtypes.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: ddbtypes.StreamViewTypeNewAndOldImages},
-		})
+		}
+		for _, ix := range t.Indexes {
+			in.AttributeDefinitions = append(in.AttributeDefinitions,
+				ddbtypes.AttributeDefinition{AttributeName: aws.String(ix.PartitionKey), AttributeType: ddbtypes.ScalarAttributeTypeS},
+				ddbtypes.AttributeDefinition{AttributeName: aws.String(ix.SortKey), AttributeType: ddbtypes.ScalarAttributeTypeN})
+			in.GlobalSecondaryIndexes = append(in.GlobalSecondaryIndexes, ddbtypes.GlobalSecondaryIndex{
+				IndexName: aws.String(ix.Name),
+				KeySchema: []ddbtypes.KeySchemaElement{
+					{AttributeName: aws.String(ix.PartitionKey), KeyType: ddbtypes.KeyTypeHash},
+					{AttributeName: aws.String(ix.SortKey), KeyType: ddbtypes.KeyTypeRange},
+				},
+				Projection: &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionTypeInclude, NonKeyAttributes: ix.Include},
+			})
+		}
+		_, err = db.CreateTable(ctx, in)
 		var inUse *ddbtypes.ResourceInUseException
 		if err != nil && !errors.As(err, &inUse) {
 			return err
