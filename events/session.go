@@ -39,16 +39,23 @@ func (s *Session) validate() error {
 	if len(s.Attrs) > MaxAttributes {
 		return invalidf("session.attrs", "want at most %d attributes, got %d", MaxAttributes, len(s.Attrs))
 	}
-	// Report the least bad name, so that the error does not depend on map
-	// iteration order.
-	bad, found := "", false
-	for name := range s.Attrs {
-		if (len(name) == 0 || len(name) > MaxAttributeNameBytes || !utf8.ValidString(name)) && (!found || name < bad) {
-			bad, found = name, true
-		}
-	}
-	if found {
+	if bad, ok := leastBadName(s.Attrs); ok {
 		return invalidf("session.attrs", "attribute name %s: want 1-%d bytes of valid UTF-8, got %d bytes", quoteShort(bad), MaxAttributeNameBytes, len(bad))
 	}
 	return nil
+}
+
+func validAttrName(name string) bool {
+	return len(name) > 0 && len(name) <= MaxAttributeNameBytes && utf8.ValidString(name)
+}
+
+// leastBadName reports the least invalid attribute name of m, so that an error does not
+// depend on map iteration order.
+func leastBadName(m map[string][]byte) (bad string, found bool) {
+	for name := range m {
+		if !validAttrName(name) && (!found || name < bad) {
+			bad, found = name, true
+		}
+	}
+	return bad, found
 }

@@ -21,6 +21,11 @@ const (
 	OpCreate  OpKind = "create"  // a new session, whole
 	OpSave    OpKind = "save"    // the whole session after a change (scope "session")
 	OpDestroy OpKind = "destroy" // logout: final
+	// OpDelta changes some attributes only (scope "modified-attribute"): Set and Remove,
+	// with the session's metadata (Session without Attrs) so that expiry is known even
+	// when the delta arrives before the session's create. A delta with neither Set nor
+	// Remove is a touch: it only moves LastAccess.
+	OpDelta OpKind = "delta"
 )
 
 // Limits on SessionOp fields that callers do not usually need by name.
@@ -46,6 +51,10 @@ type SessionOp struct {
 	At      int64    `json:"at"`                // unix milliseconds when the writer made the op, > 0
 	Session *Session `json:"session,omitempty"` // required for create and save; must be absent for destroy
 	Reason  string   `json:"reason,omitempty"`  // destroy only, optional: why (e.g. "logout"), at most 64 bytes of UTF-8
+	// Set and Remove are a delta's changes (delta only): names valid as attribute names,
+	// at most MaxAttributes of them in all, no name in both, no name twice in Remove.
+	Set    map[string][]byte `json:"set,omitempty"`
+	Remove []string          `json:"remove,omitempty"`
 }
 
 // HashID returns the form of a session id that may leave the client: the
@@ -68,9 +77,9 @@ func (op *SessionOp) Validate() error {
 		return versionError(strconv.Itoa(op.V))
 	}
 	switch op.Op {
-	case OpCreate, OpSave, OpDestroy:
+	case OpCreate, OpSave, OpDestroy, OpDelta:
 	default:
-		return invalidf("op", "want %q, %q or %q, got %s", OpCreate, OpSave, OpDestroy, quoteShort(string(op.Op)))
+		return invalidf("op", "want %q, %q, %q or %q, got %s", OpCreate, OpSave, OpDelta, OpDestroy, quoteShort(string(op.Op)))
 	}
 	if err := checkToken("cluster", op.Cluster, 1); err != nil {
 		return err
@@ -90,6 +99,9 @@ func (op *SessionOp) Validate() error {
 	if op.At <= 0 {
 		return invalidf("at", "want unix milliseconds > 0, got %d", op.At)
 	}
+	if op.Op != OpDelta && (op.Set != nil || op.Remove != nil) {
+		return invalidf("set", "set and remove are only allowed for op %q, got them for op %q", OpDelta, op.Op)
+	}
 	if op.Op == OpDestroy {
 		if op.Session != nil {
 			return invalidf("session", "must be absent for op %q", op.Op)
@@ -105,7 +117,36 @@ func (op *SessionOp) Validate() error {
 	if op.Reason != "" {
 		return invalidf("reason", "only allowed for op %q, got it for op %q", OpDestroy, op.Op)
 	}
+	if op.Op == OpDelta {
+		if op.Session.Attrs != nil {
+			return invalidf("session.attrs", "must be absent for op %q (its changes are in set and remove)", OpDelta)
+		}
+		if err := op.checkDelta(); err != nil {
+			return err
+		}
+	}
 	return op.Session.validate()
+}
+
+// checkDelta checks Set and Remove.
+func (op *SessionOp) checkDelta() error {
+	if n := len(op.Set) + len(op.Remove); n > MaxAttributes {
+		return invalidf("set", "want at most %d changed attributes, got %d", MaxAttributes, n)
+	}
+	if bad, ok := leastBadName(op.Set); ok {
+		return invalidf("set", "attribute name %s: want 1-%d bytes of valid UTF-8, got %d bytes", quoteShort(bad), MaxAttributeNameBytes, len(bad))
+	}
+	seen := make(map[string]bool, len(op.Remove))
+	for _, name := range op.Remove {
+		if !validAttrName(name) {
+			return invalidf("remove", "attribute name %s: want 1-%d bytes of valid UTF-8, got %d bytes", quoteShort(name), MaxAttributeNameBytes, len(name))
+		}
+		if _, both := op.Set[name]; both || seen[name] {
+			return invalidf("remove", "attribute name %s listed twice (in set or remove)", quoteShort(name))
+		}
+		seen[name] = true
+	}
+	return nil
 }
 
 // Expires returns when the session of a create or save op expires, given
@@ -157,26 +198,45 @@ func encode(op *SessionOp) ([]byte, error) {
 // []byte{} where op's are nil, so that the wire never holds null for an
 // attribute value: one spelling per value keeps encodings stable.
 func withoutNilValues(op *SessionOp) *SessionOp {
-	if op.Session == nil {
+	var attrs map[string][]byte
+	if op.Session != nil {
+		attrs = op.Session.Attrs
+	}
+	if !hasNil(attrs) && !hasNil(op.Set) {
 		return op
 	}
-	for _, v := range op.Session.Attrs {
-		if v != nil {
-			continue
-		}
+	c := *op
+	if hasNil(attrs) {
 		s := *op.Session
-		s.Attrs = make(map[string][]byte, len(op.Session.Attrs))
-		for name, v := range op.Session.Attrs {
-			if v == nil {
-				v = []byte{}
-			}
-			s.Attrs[name] = v
-		}
-		c := *op
+		s.Attrs = emptyForNil(attrs)
 		c.Session = &s
-		return &c
 	}
-	return op
+	c.Set = emptyForNil(op.Set)
+	return &c
+}
+
+func hasNil(m map[string][]byte) bool {
+	for _, v := range m {
+		if v == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// emptyForNil copies m with nil values made empty (nil stays nil).
+func emptyForNil(m map[string][]byte) map[string][]byte {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string][]byte, len(m))
+	for name, v := range m {
+		if v == nil {
+			v = []byte{}
+		}
+		c[name] = v
+	}
+	return c
 }
 
 // DecodeSessionOp parses and validates a message from the ops topic.
@@ -228,14 +288,11 @@ func DecodeSessionOp(b []byte) (*SessionOp, error) {
 		return nil, malformed(err)
 	}
 	if s := op.Session; s != nil {
-		if len(s.Attrs) == 0 {
-			s.Attrs = nil
-		}
-		for name, v := range s.Attrs {
-			if v == nil {
-				s.Attrs[name] = []byte{}
-			}
-		}
+		s.Attrs = normalizeValues(s.Attrs)
+	}
+	op.Set = normalizeValues(op.Set)
+	if len(op.Remove) == 0 {
+		op.Remove = nil
 	}
 	if err := op.Validate(); err != nil {
 		return nil, err
@@ -244,6 +301,19 @@ func DecodeSessionOp(b []byte) (*SessionOp, error) {
 		return nil, err
 	}
 	return &op, nil
+}
+
+// normalizeValues makes an empty map nil and a null value empty, so that re-encoding is stable.
+func normalizeValues(m map[string][]byte) map[string][]byte {
+	if len(m) == 0 {
+		return nil
+	}
+	for name, v := range m {
+		if v == nil {
+			m[name] = []byte{}
+		}
+	}
+	return m
 }
 
 // checkEncodedSize makes sure that op, decoded from n bytes, still fits in
@@ -258,6 +328,12 @@ func checkEncodedSize(n int, op *SessionOp) error {
 		for name := range s.Attrs {
 			text += len(name)
 		}
+	}
+	for name := range op.Set {
+		text += len(name)
+	}
+	for _, name := range op.Remove {
+		text += len(name)
 	}
 	if n+6*text <= MaxMessageBytes {
 		return nil

@@ -74,6 +74,8 @@ func TestTestdataRoundTrip(t *testing.T) {
 		{file: "save.json", op: OpSave, ver: "0193512d53a90001", at: 1732233745321,
 			principal: "uid=jdoe,ou=People,dc=example,dc=com", attrs: []string{"AuthLevel", "Locale", "Service", "cart"},
 			cart: `{"items":[{"sku":"A-1001","qty":2},{"sku":"B-2040","qty":1}]}`},
+		{file: "delta.json", op: OpDelta, ver: "0193512e0b2a0000", at: 1732233790000,
+			principal: "uid=jdoe,ou=People,dc=example,dc=com"},
 		{file: "destroy.json", op: OpDestroy, ver: "01935132c85d0001", at: 1732234102877, reason: "logout"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
@@ -110,8 +112,11 @@ func TestTestdataRoundTrip(t *testing.T) {
 				if got := string(op.Session.Attrs["cart"]); got != tc.cart {
 					t.Errorf("cart = %q, want %q", got, tc.cart)
 				}
-				if got, want := string(op.Session.Attrs["Locale"]), "en-US"; got != want {
+				if got, want := string(op.Session.Attrs["Locale"]), "en-US"; got != want && tc.op != OpDelta {
 					t.Errorf("Locale = %q, want %q", got, want)
+				}
+				if tc.op == OpDelta && (string(op.Set["cart"]) != `{"items":[]}` || !slices.Equal(op.Remove, []string{"Service"})) {
+					t.Errorf("delta set %q remove %q", op.Set, op.Remove)
 				}
 			}
 
@@ -155,13 +160,16 @@ func TestInvalidTestdata(t *testing.T) {
 		"save-without-session.json":       {ErrInvalid, `field "session": required for op "save"`},
 		"short-id.json":                   {ErrInvalid, `field "id": want 43 base64url characters encoding a 32-byte SHA-256, got 12 characters`},
 		"trailing-data.json":              {ErrMalformed, "after top-level value"},
-		"unknown-op.json":                 {ErrInvalid, `field "op": want "create", "save" or "destroy", got "update"`},
+		"unknown-op.json":                 {ErrInvalid, `field "op": want "create", "save", "delta" or "destroy", got "update"`},
 		"v2-different-shape.json":         {ErrSchemaVersion, "schema version 2 not supported"},
 		"ver-uppercase.json":              {ErrInvalid, `field "ver"`},
 		"ver-zero.json":                   {ErrInvalid, `field "ver": must not be all zero`},
 		"version-string.json":             {ErrMalformed, `field "v": want a number, got a string`},
 		"zero-at.json":                    {ErrInvalid, `field "at"`},
 		"zero-max-idle.json":              {ErrInvalid, `field "session.maxIdle"`},
+		"delta-with-attrs.json":           {ErrInvalid, `field "session.attrs": must be absent for op "delta"`},
+		"delta-set-and-remove.json":       {ErrInvalid, `field "remove": attribute name "cart" listed twice`},
+		"save-with-set.json":              {ErrInvalid, `field "set": set and remove are only allowed for op "delta"`},
 	}
 	files, err := filepath.Glob(filepath.Join("testdata", "invalid", "*.json"))
 	if err != nil {
