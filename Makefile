@@ -6,7 +6,7 @@ NPM   ?= npm
 DEPS  := local/node_modules/.sessionha-installed
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all build local test vet fmt-check fuzz deps clean
+.PHONY: all build local test vet fmt-check fuzz soak deps clean
 
 all: build
 
@@ -51,6 +51,11 @@ fmt-check:
 FUZZTIME ?= 1m
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeSessionOp -fuzztime $(FUZZTIME) ./events
+
+## soak: replay 10,000 random session histories against DynamoDB Local (prints the seed)
+SOAK_HISTORIES ?= 10000
+soak: $(DEPS)
+	$(GO) test -count=1 -timeout 30m -run '^TestReplay$$' -v ./test/replay -histories $(SOAK_HISTORIES) $(if $(SEED),-seed $(SEED))
 
 clean:
 	rm -rf bin local/.run

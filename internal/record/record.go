@@ -2,28 +2,46 @@
 // applies an operation to it, and the conditional write that makes the merge safe when
 // several function instances apply operations to one session at once.
 //
-// # Why it converges
+// # Design: a state-based CRDT, applied by read-merge-conditional-put
 //
-// Every item carries a revision (rev) that grows with every write, and every write is
-// conditioned on the revision it read. Applying an operation is therefore
-// read-merge-conditional-put: a writer that lost a race reads again and merges again.
-// Merge itself is order-insensitive for the operations it knows:
+// SNS and SQS deliver at least once and in any order, and several function instances
+// apply ops at once. The stored item is therefore a state that every op is merged into,
+// and the merge is commutative, associative and idempotent, so that the result does not
+// depend on delivery order or duplicates. The reference it must equal (the "model") is:
+// sort a session's ops by version and apply them one by one, where a snapshot (create,
+// save) replaces all attributes, a delta sets and removes some, a destroy is final, and
+// the last access is the greatest any op carried.
 //
-//   - a whole-session operation (create, save) replaces the state only if its version is
-//     greater than the stored one; versions are hybrid logical clocks with the writer id as
-//     tie-break, so "greater" is a total order and duplicates change nothing;
-//   - destroy turns the item into a tombstone, and a tombstone is terminal: every later
-//     operation, older or newer, leaves it a tombstone (it may only lengthen its life);
-//   - a tombstone lives at least until the session could no longer be valid anyway
-//     (created + max life) and at least a grace period, so late messages still find it.
+// The item holds:
+//   - Floor: the version of the newest snapshot merged (none yet: the item is Pending,
+//     made by deltas whose create has not arrived, and no read returns it);
+//   - per attribute written by a delta newer than Floor, that delta's version (AttrVers),
+//     and per attribute removed by such a delta a versioned removal (Removed): together,
+//     one last-writer-wins register per name;
+//   - the session tombstone (State Destroyed), terminal.
 //
-// Hence the stored item equals applying the operations one by one in version order, for
-// any delivery order with duplicates, and a destroyed session is never readable again.
+// Merging a snapshot newer than Floor takes its attributes, then re-applies the registers
+// newer than it (they come later in version order) and drops the older ones; a snapshot
+// not newer than Floor changes nothing but the last access. Merging a delta not newer than
+// Floor changes nothing but the last access (a newer snapshot already replaced what it
+// set); otherwise each of its names wins if the delta is newer than that name's register
+// (an attribute without a register dates from Floor, which the delta is newer than).
+// A destroy turns the item into a tombstone whatever came before or comes after.
+//
+// A tombstone is kept at least until created + max life of the session (no op of the
+// session can be valid later, so none can bring it back) and at least a grace period
+// after the destroy (for a destroy that arrives before anything else of its session).
+//
+// Every write is conditioned on the item's revision (Rev) as read, so a writer that lost
+// a race reads again and merges again: one strongly consistent read and one conditional
+// write per op, more only under contention, and a bounded number of rounds.
 package record
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +55,7 @@ type State string
 const (
 	Active    State = "active"
 	Destroyed State = "destroyed" // a tombstone: final
+	Pending   State = "pending"   // deltas only, no snapshot yet: never readable
 )
 
 // Attribute names in the table. Short, since every byte of them is stored in every item.
@@ -54,6 +73,9 @@ const (
 	attrSite       = "site"
 	attrWriter     = "wr"
 	attrAttrs      = "a"
+	attrFloor      = "fl" // version of the newest snapshot merged
+	attrAttrVers   = "av" // name -> version, for attributes set by deltas newer than fl
+	attrRemoved    = "rm" // name -> version, for attributes removed by deltas newer than fl
 	// attrUserKey is the per-user index's key: cluster#principal, on active items only.
 	attrUserKey = "upk"
 	// AttrExpiresAt is the table's TTL attribute (epoch seconds).
@@ -75,7 +97,10 @@ type Item struct {
 	Site       string
 	Writer     string
 	Attrs      map[string][]byte
-	ExpiresAt  int64 // epoch seconds: the TTL
+	Floor      string            // version of the newest snapshot merged; "" while Pending
+	AttrVers   map[string]string // registers of attributes set by deltas newer than Floor
+	Removed    map[string]string // registers of attributes removed by deltas newer than Floor
+	ExpiresAt  int64             // epoch seconds: the TTL
 }
 
 // Key is the partition key of a session: its cluster and the hash of its id.
@@ -112,6 +137,7 @@ const (
 	Create OpKind = iota + 1
 	Save
 	Destroy
+	Delta
 )
 
 // Op is one operation to apply, in the record's own terms.
@@ -119,9 +145,12 @@ type Op struct {
 	Kind    OpKind
 	Key     string
 	Version string // Version(hlc, writer)
-	// Session is the whole new state, for Create and Save (Key, Rev, Version, State and
-	// ExpiresAt are set by Merge).
+	// Session is the whole new state for Create and Save, and the session's metadata
+	// (no Attrs) for Delta. Key, Rev, Version, State and ExpiresAt are set by Merge.
 	Session *Item
+	// Set and Remove are a Delta's changes.
+	Set    map[string][]byte
+	Remove []string
 }
 
 // Merge applies op to the stored item cur (nil if none) at time now and returns the item
@@ -141,7 +170,7 @@ func Merge(cur *Item, op Op, now time.Time, grace time.Duration) (next *Item, ch
 			tomb.Rev = cur.Rev
 		}
 		return tomb, true
-	case Create, Save:
+	case Create, Save, Delta:
 		s := op.Session
 		if cur != nil && cur.State == Destroyed {
 			// Terminal; only make sure the tombstone outlives this session's ops.
@@ -152,21 +181,110 @@ func Merge(cur *Item, op Op, now time.Time, grace time.Duration) (next *Item, ch
 			}
 			return cur, false
 		}
-		if cur == nil && !now.Before(s.Deadline()) {
-			return nil, false // expired on arrival: nothing a read could return
+		fresh := cur == nil
+		if fresh {
+			if !now.Before(s.Deadline()) {
+				return nil, false // expired on arrival: nothing a read could return
+			}
+			cur = &Item{Key: op.Key, State: Pending, Principal: s.Principal, Group: s.Group,
+				Created: s.Created, LastAccess: s.LastAccess, MaxIdle: s.MaxIdle, MaxLife: s.MaxLife,
+				Site: s.Site, Writer: s.Writer}
 		}
-		if cur != nil && op.Version <= cur.Version {
+		n := cur.clone()
+		if op.Kind == Delta {
+			n.mergeDelta(op)
+		} else {
+			n.mergeSnapshot(op)
+		}
+		n.LastAccess = max(n.LastAccess, s.LastAccess)
+		n.Version = max(n.Version, op.Version)
+		n.ExpiresAt = n.ttl()
+		if !fresh && n.equal(cur) {
 			return cur, false // stale or duplicate
 		}
-		n := *s
-		n.Key, n.Version, n.State = op.Key, op.Version, Active
-		n.ExpiresAt = n.ttl()
-		if cur != nil {
-			n.Rev = cur.Rev
-		}
-		return &n, true
+		return n, true
 	}
 	return cur, false
+}
+
+// mergeSnapshot merges a create or save into n.
+func (n *Item) mergeSnapshot(op Op) {
+	if n.Floor != "" && op.Version <= n.Floor {
+		return // a newer snapshot is already merged
+	}
+	s := op.Session
+	attrs := make(map[string][]byte, len(s.Attrs))
+	for k, v := range s.Attrs {
+		attrs[k] = v
+	}
+	// Registers newer than the snapshot come after it in version order: keep them.
+	for name, v := range n.AttrVers {
+		if v > op.Version {
+			attrs[name] = n.Attrs[name]
+		} else {
+			delete(n.AttrVers, name)
+		}
+	}
+	for name, v := range n.Removed {
+		if v > op.Version {
+			delete(attrs, name)
+		} else {
+			delete(n.Removed, name)
+		}
+	}
+	n.Attrs, n.Floor, n.State = attrs, op.Version, Active
+	n.Site, n.Writer = s.Site, s.Writer
+}
+
+// mergeDelta merges a delta into n: each name is a last-writer-wins register.
+func (n *Item) mergeDelta(op Op) {
+	if n.Floor != "" && op.Version <= n.Floor {
+		return // a newer snapshot replaced whatever this delta set
+	}
+	older := func(name string) bool { return max(n.AttrVers[name], n.Removed[name]) < op.Version }
+	for name, v := range op.Set {
+		if older(name) {
+			if n.Attrs == nil {
+				n.Attrs = map[string][]byte{}
+			}
+			n.Attrs[name] = v
+			setReg(&n.AttrVers, name, op.Version)
+			delete(n.Removed, name)
+		}
+	}
+	for _, name := range op.Remove {
+		if older(name) {
+			delete(n.Attrs, name)
+			setReg(&n.Removed, name, op.Version)
+			delete(n.AttrVers, name)
+		}
+	}
+}
+
+func setReg(m *map[string]string, name, version string) {
+	if *m == nil {
+		*m = map[string]string{}
+	}
+	(*m)[name] = version
+}
+
+// clone copies n deeply enough for a merge to change the copy only.
+func (it *Item) clone() *Item {
+	c := *it
+	c.Attrs = maps.Clone(it.Attrs)
+	c.AttrVers = maps.Clone(it.AttrVers)
+	c.Removed = maps.Clone(it.Removed)
+	return &c
+}
+
+// equal compares the stored state (Rev aside).
+func (it *Item) equal(o *Item) bool {
+	return it.Key == o.Key && it.Version == o.Version && it.State == o.State &&
+		it.Principal == o.Principal && it.Group == o.Group && it.Created == o.Created &&
+		it.LastAccess == o.LastAccess && it.MaxIdle == o.MaxIdle && it.MaxLife == o.MaxLife &&
+		it.Site == o.Site && it.Writer == o.Writer && it.Floor == o.Floor && it.ExpiresAt == o.ExpiresAt &&
+		maps.EqualFunc(it.Attrs, o.Attrs, bytes.Equal) &&
+		maps.Equal(it.AttrVers, o.AttrVers) && maps.Equal(it.Removed, o.Removed)
 }
 
 // Marshal renders the item as DynamoDB attributes.
@@ -186,7 +304,7 @@ func Marshal(it *Item) map[string]types.AttributeValue {
 		return m // a tombstone keeps nothing of the session
 	}
 	m[attrPrincipal] = s(it.Principal)
-	if cluster, _, ok := strings.Cut(it.Key, "#"); ok {
+	if cluster, _, ok := strings.Cut(it.Key, "#"); ok && it.State == Active {
 		m[attrUserKey] = s(cluster + "#" + it.Principal)
 	}
 	if it.Group != "" {
@@ -200,6 +318,19 @@ func Marshal(it *Item) map[string]types.AttributeValue {
 		attrs[k] = &types.AttributeValueMemberB{Value: v}
 	}
 	m[attrAttrs] = &types.AttributeValueMemberM{Value: attrs}
+	if it.Floor != "" {
+		m[attrFloor] = s(it.Floor)
+	}
+	for name, regs := range map[string]map[string]string{attrAttrVers: it.AttrVers, attrRemoved: it.Removed} {
+		if len(regs) == 0 {
+			continue
+		}
+		mv := make(map[string]types.AttributeValue, len(regs))
+		for k, v := range regs {
+			mv[k] = s(v)
+		}
+		m[name] = &types.AttributeValueMemberM{Value: mv}
+	}
 	return m
 }
 
@@ -244,7 +375,7 @@ func Unmarshal(m map[string]types.AttributeValue) (*Item, error) {
 	switch it.State {
 	case Destroyed:
 		return &it, err
-	case Active:
+	case Active, Pending:
 	default:
 		if err == nil {
 			err = fmt.Errorf("%w: state %q", ErrCorrupt, state)
@@ -267,6 +398,21 @@ func Unmarshal(m map[string]types.AttributeValue) (*Item, error) {
 				return nil, fmt.Errorf("%w: attribute value %q is not binary", ErrCorrupt, k)
 			}
 			it.Attrs[k] = b.Value
+		}
+	}
+	str(attrFloor, &it.Floor, false)
+	for name, dst := range map[string]*map[string]string{attrAttrVers: &it.AttrVers, attrRemoved: &it.Removed} {
+		mv, ok := m[name].(*types.AttributeValueMemberM)
+		if !ok {
+			continue
+		}
+		*dst = make(map[string]string, len(mv.Value))
+		for k, v := range mv.Value {
+			sv, ok := v.(*types.AttributeValueMemberS)
+			if !ok {
+				return nil, fmt.Errorf("%w: register %q of %q is not a string", ErrCorrupt, k, name)
+			}
+			(*dst)[k] = sv.Value
 		}
 	}
 	if err != nil {

@@ -92,9 +92,14 @@ func TestMergeRules(t *testing.T) {
 	if _, changed := Merge(cur, create, now, time.Minute); changed {
 		t.Error("a duplicate create changed the item")
 	}
-	stale := Op{Kind: Save, Key: "k", Version: ver(0, "z"), Session: session(5, nil)}
+	stale := Op{Kind: Save, Key: "k", Version: ver(0, "z"), Session: session(0, nil)}
 	if _, changed := Merge(cur, stale, now, time.Minute); changed {
 		t.Error("an older save changed the item")
+	}
+	// An older save that saw a later access moves the last access only: the session was used.
+	stale.Session = session(5, nil)
+	if next, changed := Merge(cur, stale, now, time.Minute); !changed || next.LastAccess != cur.LastAccess+5 || len(next.Attrs) != 1 {
+		t.Errorf("older save with a later access: %+v", next)
 	}
 	tomb, changed := Merge(cur, Op{Kind: Destroy, Key: "k", Version: ver(2, "b")}, now, time.Minute)
 	if !changed || tomb.State != Destroyed || tomb.Readable(now) {

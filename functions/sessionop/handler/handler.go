@@ -184,6 +184,9 @@ func ToRecordOp(op *events.SessionOp) record.Op {
 		r.Kind = record.Create
 	case events.OpSave:
 		r.Kind = record.Save
+	case events.OpDelta:
+		r.Kind = record.Delta
+		r.Set, r.Remove = op.Set, op.Remove
 	case events.OpDestroy:
 		r.Kind = record.Destroy
 		return r
