@@ -164,7 +164,7 @@ func StartDynamoDB(ctx context.Context, o Options) (*DynamoDB, error) {
 		return nil, err
 	}
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
-	err = p.waitHealthy(o.Timeout, func() error {
+	err = p.waitHealthy(ctx, o.Timeout, func() error {
 		// Any HTTP answer (DynamoDB Local says 400 to a bare GET) means it is serving.
 		resp, err := http.Get(endpoint)
 		if err != nil {
@@ -240,7 +240,7 @@ func StartFauxqs(ctx context.Context, o Options) (*Fauxqs, error) {
 	}
 	f := &Fauxqs{Proc: p, stdin: stdin}
 	var endpoint string
-	err = p.waitHealthy(o.Timeout, func() error {
+	err = p.waitHealthy(ctx, o.Timeout, func() error {
 		if endpoint == "" {
 			m := fauxqsListening.FindStringSubmatch(p.out.lines(50))
 			if m == nil {

@@ -6,6 +6,7 @@ package emulator
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -104,8 +105,8 @@ func (p *Proc) exitedError() error {
 	return fmt.Errorf("%s exited during start-up (%v); last output:\n%s", p.Name, p.err, indent(p.Tail(20)))
 }
 
-// waitHealthy polls check until it succeeds, the process exits, or timeout passes.
-func (p *Proc) waitHealthy(timeout time.Duration, check func() error) error {
+// waitHealthy polls check until it succeeds, the process exits, ctx ends, or timeout passes.
+func (p *Proc) waitHealthy(ctx context.Context, timeout time.Duration, check func() error) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for {
@@ -115,6 +116,9 @@ func (p *Proc) waitHealthy(timeout time.Duration, check func() error) error {
 		select {
 		case <-p.done:
 			return p.exitedError()
+		case <-ctx.Done():
+			p.Stop()
+			return fmt.Errorf("%s: start interrupted: %w", p.Name, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

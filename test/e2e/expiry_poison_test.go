@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -94,11 +95,27 @@ func TestPoisonMessages(t *testing.T) {
 		}
 		return id, string(body)
 	}
-	malformed := `{"v":1,"op":"create","cluster":` // cut short
-	oversized := `{"v":1,"op":"save","pad":"` + strings.Repeat("x", events.MaxMessageBytes+1024) + `"}`
 	id1, ok1 := validOp()
 	id2, ok2 := validOp()
-	for _, body := range []string{ok1, malformed, ok2, oversized} {
+	_, tmpl := validOp()
+	// Every kind of message that can never apply, each with the kind the function logs.
+	poison := map[string]struct{ body, kind string }{
+		"malformed JSON":        {`{"v":1,"op":"create","cluster":`, "malformed"},
+		"unknown version":       {strings.Replace(tmpl, `"v":1`, `"v":2`, 1), "schema-version"},
+		"unknown op":            {strings.Replace(tmpl, `"op":"create"`, `"op":"upsert"`, 1), "invalid"},
+		"missing field":         {strings.Replace(tmpl, `"cluster":"default",`, ``, 1), "invalid"},
+		"invalid field":         {strings.Replace(tmpl, `"maxIdle":600`, `"maxIdle":-5`, 1), "invalid"},
+		"id not 256 bits":       {regexp.MustCompile(`"id":"[^"]+"`).ReplaceAllString(tmpl, `"id":"c2hvcnQ"`), "invalid"},
+		"oversized":             {`{"v":1,"op":"save","pad":"` + strings.Repeat("x", events.MaxMessageBytes+1024) + `"}`, "too-large"},
+		"not an object":         {`["create"]`, "malformed"},
+		"wrong type of a field": {strings.Replace(tmpl, `"at":`, `"at":"soon","x":`, 1), "malformed"},
+	}
+	bodies := []string{ok1}
+	for _, p := range poison {
+		bodies = append(bodies, p.body)
+	}
+	bodies = append(bodies, ok2)
+	for _, body := range bodies {
 		if _, err := bus.Publish(ctx, &sns.PublishInput{TopicArn: aws.String(topic), Message: aws.String(body)}); err != nil {
 			t.Fatalf("publish: %v", err)
 		}
@@ -120,7 +137,13 @@ func TestPoisonMessages(t *testing.T) {
 		for _, m := range out.Messages {
 			dead[aws.ToString(m.Body)] = true
 		}
-		return dead[malformed] && dead[oversized], fmt.Sprintf("%d dead messages so far", len(dead))
+		missing := 0
+		for _, p := range poison {
+			if !dead[p.body] {
+				missing++
+			}
+		}
+		return missing == 0, fmt.Sprintf("%d dead messages so far, %d poison ones missing", len(dead), missing)
 	})
 	if dead[ok1] || dead[ok2] {
 		t.Error("a valid message reached the DLQ")
@@ -139,7 +162,24 @@ func TestPoisonMessages(t *testing.T) {
 			}
 		}
 	}
-	if kinds["malformed"] == "" || kinds["too-large"] == "" {
-		t.Errorf("rejections logged: %q; want a malformed one and a too-large one, each with its reason", kinds)
+	for name, p := range poison {
+		if kinds[p.kind] == "" {
+			t.Errorf("%s: no rejection of kind %q logged with a reason (logged: %q)", name, p.kind, kinds)
+		}
+	}
+	// And counted: the functions' EMF metric lines add up to at least one rejection per
+	// poison message per receive (maxReceiveCount 5).
+	var rejected int
+	for _, line := range strings.Split(fnLog.String(), "\n") {
+		var m struct {
+			Rejected int
+			AWS      json.RawMessage `json:"_aws"`
+		}
+		if json.Unmarshal([]byte(line), &m) == nil && m.AWS != nil {
+			rejected += m.Rejected
+		}
+	}
+	if rejected < 5*len(poison) {
+		t.Errorf("metrics count %d rejections; want at least %d (5 receives of %d poison messages)", rejected, 5*len(poison), len(poison))
 	}
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,9 @@ func run() int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // -h asked for the usage, which was printed
+		}
 		return 2
 	}
 	if *edgePort < 1 || *edgePort > 65535 {
@@ -51,6 +55,12 @@ func run() int {
 	if *runDir == "" {
 		*runDir = filepath.Join(dir, ".run")
 	}
+	// Absolute: the bootstraps are built from the module root, not the working directory,
+	// and the summary names site.env relative to the module root.
+	if *runDir, err = filepath.Abs(*runDir); err != nil {
+		fmt.Fprintln(os.Stderr, "localsite: -run-dir:", err)
+		return 1
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
@@ -64,6 +74,10 @@ func run() int {
 		Name: *name, Region: *region, EdgePort: *edgePort, Dir: dir, RunDir: *runDir, Logger: log,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(os.Stderr, "localsite: interrupted while the site was starting; stopped what had started")
+			return 1
+		}
 		fmt.Fprintln(os.Stderr, "localsite: the site did not come up:", err)
 		return 1
 	}
@@ -73,7 +87,12 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "localsite: write site.env:", err)
 		return 1
 	}
-	rel, _ := filepath.Rel(filepath.Dir(dir), envPath)
+	defer os.Remove(envPath) // whenever we return, the site it describes is gone
+	// make local runs from the module root: name site.env relative to it when inside it.
+	source := envPath
+	if rel, err := filepath.Rel(filepath.Dir(dir), envPath); err == nil && filepath.IsLocal(rel) {
+		source = rel
+	}
 	fmt.Printf(`sessionha site %q is up (%.1fs)
   edge (all services)  %s
   dynamodb-local       %s   (pid %d)
@@ -86,7 +105,7 @@ Configure a client:  set -a; . %s; set +a; export SESSIONHA_INSTANCE_ID=auth-1
 Stop with Ctrl-C.
 `, *name, time.Since(began).Seconds(), s.EdgeURL(), s.DynamoDB.Endpoint, s.DynamoDB.PID(),
 		s.Fauxqs.Endpoint, s.Fauxqs.PID(), s.Outputs.Table, s.Outputs.TopicARNs["ops"],
-		filepath.Join(*runDir, "logs"), rel)
+		filepath.Join(*runDir, "logs"), source)
 
 	select {
 	case <-ctx.Done():
@@ -98,6 +117,5 @@ Stop with Ctrl-C.
 		fmt.Fprintf(os.Stderr, "localsite: fauxqs exited unexpectedly:\n%s\n", s.Fauxqs.Tail(20))
 		return 1
 	}
-	os.Remove(envPath) // the site it describes is gone
 	return 0
 }

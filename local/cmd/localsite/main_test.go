@@ -82,8 +82,12 @@ func TestUpClientStop(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, summary)
 		}
 	}
-	if !strings.Contains(summary, envPath) {
-		t.Errorf("summary does not say where site.env is (%s):\n%s", envPath, summary)
+	// The file to source is named relative to the module root (where make runs) or,
+	// outside it as here, absolutely.
+	if m := regexp.MustCompile(`set -a; \. (\S+); set \+a`).FindStringSubmatch(summary); m == nil {
+		t.Errorf("summary does not say how to configure a client:\n%s", summary)
+	} else if src := m[1]; src != envPath {
+		t.Errorf("summary says to source %s, want %s", src, envPath)
 	}
 	// The emulators' PIDs it prints are its own children.
 	emuPIDs := map[string]int{}
@@ -178,14 +182,13 @@ func TestUpClientStop(t *testing.T) {
 
 	// The function ran as a bootstrap under the command (idle environments keep running).
 	p.collectDescendants()
-	if names := p.descendantNames(); !slices.Contains(names, "bootstrap") {
+	if names := p.descendantNames(); !hasName(names, "bootstrap") {
 		t.Errorf("no bootstrap among localsite's descendants after a session op: %v", names)
 	}
 
 	// Stop: SIGTERM, exit 0, site.env gone, and every process it started gone with it.
 	p.collectDescendants()
-	desc = p.descendants()
-	t.Logf("localsite pid %d, descendants %s", p.pid(), describe(desc))
+	t.Logf("localsite pid %d; descendants seen: %s", p.pid(), strings.Join(p.descendantNames(), " "))
 	stopAt := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
@@ -209,19 +212,7 @@ func TestUpClientStop(t *testing.T) {
 	if _, err := os.Stat(envPath); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("site.env still there after the site stopped (stat: %v)", err)
 	}
-	var left []int
-	deadline := time.Now().Add(5 * time.Second)
-	for _, pid := range desc {
-		for alive(pid) && time.Now().Before(deadline) {
-			time.Sleep(pollEvery)
-		}
-		if alive(pid) {
-			left = append(left, pid)
-		}
-	}
-	if len(left) > 0 {
-		t.Errorf("still running after localsite exited: %s", describe(left))
-	}
+	p.checkNoneLeft(t)
 	t.Logf("timings: up %.2fs, stop %.2fs", upIn.Seconds(), stopIn.Seconds())
 }
 
@@ -274,6 +265,59 @@ func TestBadEdgePort(t *testing.T) {
 	}
 }
 
+// TestInterruptedStart: SIGTERM while the emulators start stops them too, and no
+// site.env or summary is left claiming a site is up.
+func TestInterruptedStart(t *testing.T) {
+	runDir := t.TempDir()
+	p := startLocalsite(t, "-edge-port", strconv.Itoa(freePort(t)), "-run-dir", runDir)
+	waitFor(t, p, upDeadline, "DynamoDB Local and fauxqs to be started", func() bool {
+		names := p.descendantNames()
+		return hasName(names, "java") && hasName(names, "node")
+	})
+	stopAt := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(stopDeadline):
+		t.Fatalf("localsite did not exit within %s of SIGTERM during start-up", stopDeadline)
+	}
+	t.Logf("SIGTERM during start-up to exit: %.2fs; descendants seen %s", time.Since(stopAt).Seconds(), strings.Join(p.descendantNames(), " "))
+	if strings.Contains(p.stdout.String(), "is up") {
+		// Possible only if start-up won the race; then it must still have stopped cleanly.
+		t.Logf("the site came up before SIGTERM arrived")
+	} else if !strings.Contains(p.stderr.String(), "interrupted") {
+		t.Errorf("stderr does not say start-up was interrupted:\n%s", p.stderr)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code < 0 {
+		t.Errorf("localsite was killed by a signal (%v), not stopped", p.cmd.ProcessState)
+	}
+	if _, err := os.Stat(filepath.Join(runDir, "site.env")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("site.env left behind (stat: %v)", err)
+	}
+	p.checkNoneLeft(t)
+}
+
+// checkNoneLeft fails the test for any descendant of localsite still running a few
+// seconds after it exited (reaping by init may lag a little).
+func (p *process) checkNoneLeft(t *testing.T) {
+	t.Helper()
+	var left []int
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range p.descendants() {
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(pollEvery)
+		}
+		if alive(pid) {
+			left = append(left, pid)
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("still running after localsite exited: %s", describe(left))
+	}
+}
+
 // process is a running localsite and every descendant seen while it ran.
 type process struct {
 	cmd            *exec.Cmd
@@ -307,6 +351,18 @@ func startLocalsite(t *testing.T, args ...string) *process {
 		close(p.done)
 	}()
 	t.Cleanup(p.kill)
+	go func() { // children come and go (go build at start-up, bootstraps on demand)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			p.collectDescendants()
+			select {
+			case <-p.done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 	return p
 }
 
@@ -352,12 +408,18 @@ func (p *process) descendants() []int {
 	return slices.Sorted(maps.Keys(p.desc))
 }
 
+// hasName reports whether a "comm(pid)" of descendantNames has this command name.
+func hasName(names []string, comm string) bool {
+	return slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, comm+"(") })
+}
+
+// descendantNames lists the descendants seen as "comm(pid)", by pid.
 func (p *process) descendantNames() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var names []string
 	for _, pid := range slices.Sorted(maps.Keys(p.desc)) {
-		names = append(names, p.desc[pid])
+		names = append(names, p.desc[pid]+"("+strconv.Itoa(pid)+")")
 	}
 	return names
 }
