@@ -1,11 +1,9 @@
 package events
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -254,38 +252,9 @@ func emptyForNil(m map[string][]byte) map[string][]byte {
 // The result is normalized so that encoding it again is stable: an empty
 // Attrs map is nil and a null attribute value is []byte{}.
 func DecodeSessionOp(b []byte) (*SessionOp, error) {
-	if len(b) > MaxMessageBytes {
-		return nil, tooLarge(len(b))
-	}
-	// encoding/json would quietly turn invalid bytes into U+FFFD, changing
-	// a principal or an attribute name; RFC 8259 requires UTF-8 anyway.
-	if !utf8.Valid(b) {
-		return nil, &eventError{msg: "events: malformed session op: not valid UTF-8", kind: ErrMalformed}
-	}
 	var op SessionOp
-	err := json.Unmarshal(b, &op) // also rejects trailing data
-	if _, ok := errors.AsType[*json.SyntaxError](err); ok {
-		return nil, malformed(err)
-	}
-	// b is one well-formed JSON value from here on.
-	if trimmed := bytes.TrimLeft(b, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
-		got := "nothing"
-		if len(trimmed) > 0 {
-			got = jsonKind(trimmed[0])
-		}
-		return nil, &eventError{msg: "events: malformed session op: want a JSON object, got " + got, kind: ErrMalformed}
-	}
-	if err != nil || op.V != SchemaVersion {
-		// Look at "v" alone: a type error elsewhere may just be a newer
-		// schema, and "v" missing must not read as version 0.
-		var probe struct {
-			V json.RawMessage `json:"v"`
-		}
-		_ = json.Unmarshal(b, &probe) // cannot fail: b is an object and RawMessage takes any value
-		if verr := checkRawVersion(probe.V); verr != nil {
-			return nil, verr
-		}
-		return nil, malformed(err)
+	if err := decodeEnvelope(b, &op, &op.V, "session op"); err != nil {
+		return nil, err
 	}
 	if s := op.Session; s != nil {
 		s.Attrs = normalizeValues(s.Attrs)
@@ -322,6 +291,11 @@ func normalizeValues(m map[string][]byte) map[string][]byte {
 // '<' as \u003c), never anything else, and no string byte grows past six
 // bytes; only a message that could then overflow is actually re-encoded.
 func checkEncodedSize(n int, op *SessionOp) error {
+	return checkGrowth(n, op.textBytes(), func() error { _, err := encode(op); return err })
+}
+
+// textBytes counts the bytes of free-text strings, the only ones re-encoding can grow.
+func (op *SessionOp) textBytes() int {
 	text := len(op.Reason)
 	if s := op.Session; s != nil {
 		text += len(s.Principal) + len(s.Group)
@@ -335,15 +309,20 @@ func checkEncodedSize(n int, op *SessionOp) error {
 	for _, name := range op.Remove {
 		text += len(name)
 	}
+	return text
+}
+
+// checkGrowth re-encodes (reencode) a message decoded from n bytes only if its text could
+// have grown past MaxMessageBytes: no string byte grows past six bytes.
+func checkGrowth(n, text int, reencode func() error) error {
 	if n+6*text <= MaxMessageBytes {
 		return nil
 	}
-	_, err := encode(op)
-	return err
+	return reencode()
 }
 
 // checkRawVersion checks the raw JSON of the "v" field.
-func checkRawVersion(raw json.RawMessage) error {
+func checkRawVersion(raw json.RawMessage, what string) error {
 	switch {
 	case len(raw) == 0 || string(raw) == "null":
 		return &eventError{msg: fmt.Sprintf(`events: schema version missing (field "v"; this build reads %d)`, SchemaVersion), kind: ErrSchemaVersion}
@@ -353,7 +332,7 @@ func checkRawVersion(raw json.RawMessage) error {
 		}
 		return versionError(truncate(string(raw), 24))
 	default:
-		return &eventError{msg: `events: malformed session op: field "v": want a number, got ` + jsonKind(raw[0]), kind: ErrMalformed}
+		return &eventError{msg: "events: malformed " + what + `: field "v": want a number, got ` + jsonKind(raw[0]), kind: ErrMalformed}
 	}
 }
 
@@ -361,12 +340,10 @@ func versionError(v string) error {
 	return &eventError{msg: fmt.Sprintf("events: schema version %s not supported (this build reads %d)", v, SchemaVersion), kind: ErrSchemaVersion}
 }
 
-func malformed(err error) error {
-	return &eventError{msg: "events: malformed session op: " + err.Error(), kind: ErrMalformed, cause: err}
-}
+func tooLarge(n int) error { return tooLargeMsg("session op", n) }
 
-func tooLarge(n int) error {
-	return &eventError{msg: fmt.Sprintf("events: session op is %d bytes encoded, over MaxMessageBytes (%d)", n, MaxMessageBytes), kind: ErrTooLarge}
+func tooLargeMsg(what string, n int) error {
+	return &eventError{msg: fmt.Sprintf("events: %s is %d bytes encoded, over MaxMessageBytes (%d)", what, n, MaxMessageBytes), kind: ErrTooLarge}
 }
 
 // invalidf returns an ErrInvalid naming field. Callers must not pass the
