@@ -78,13 +78,17 @@ func TestReplay(t *testing.T) {
 
 	hs := make([]History, *histories)
 	var all []record.Op
-	for i := range hs {
-		hs[i] = Generate(rng, fmt.Sprintf("default#replay-%d", i), now)
-		all = append(all, Deliveries(rng, hs[i])...)
+	// Deliveries are shuffled within groups of a few sessions, so that the appliers mostly
+	// work on the same sessions at once and race on their conditional writes.
+	for start := 0; start < len(hs); start += *appliers {
+		var group []record.Op
+		for i := start; i < min(start+*appliers, len(hs)); i++ {
+			hs[i] = Generate(rng, fmt.Sprintf("default#replay-%d", i), now)
+			group = append(group, Deliveries(rng, hs[i])...)
+		}
+		rng.Shuffle(len(group), func(i, j int) { group[i], group[j] = group[j], group[i] })
+		all = append(all, group...)
 	}
-	// One queue for every session: deliveries of different sessions interleave, and
-	// deliveries of one session race between appliers.
-	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 	queue := make(chan record.Op, len(all))
 	for _, op := range all {
 		queue <- op
