@@ -72,3 +72,19 @@ func positive(field string, v int64) error {
 	}
 	return nil
 }
+
+// ErrorKind names the sentinel an error wraps, for logs, metrics and alarms:
+// "too-large", "malformed", "schema-version", "invalid", or "other".
+func ErrorKind(err error) string {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return "too-large"
+	case errors.Is(err, ErrMalformed):
+		return "malformed"
+	case errors.Is(err, ErrSchemaVersion):
+		return "schema-version"
+	case errors.Is(err, ErrInvalid):
+		return "invalid"
+	}
+	return "other"
+}

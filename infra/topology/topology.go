@@ -161,7 +161,8 @@ const (
 	QueueQuery    = "query"
 	QueueQueryDLQ = "query-dlq"
 
-	FunctionSessionOp = "sessionop"
+	FunctionSessionOp    = "sessionop"
+	FunctionSessionQuery = "sessionquery"
 
 	PartitionKey = "pk"
 	TTLAttribute = "expiresAt"
@@ -228,6 +229,15 @@ func For(site Site, table string) (Topology, error) {
 				"SESSIONHA_TABLE":           "table:" + table,
 				"SESSIONHA_SITE":            site.Name,
 				"SESSIONHA_TOMBSTONE_GRACE": s.TombstoneGrace.String(),
+			},
+		}, {
+			ID: FunctionSessionQuery, Name: name("sessionquery"), Queue: QueueQuery,
+			// Queries wait for their answer: no batching window, whatever the site's setting.
+			BatchSize: s.BatchSize, MaxConcurrency: s.MaxConcurrency, Timeout: s.FunctionTimeout,
+			Env: map[string]string{
+				"SESSIONHA_TABLE":           "table:" + table,
+				"SESSIONHA_SITE":            site.Name,
+				"SESSIONHA_REPLY_TOPIC_ARN": "topic:" + TopicReply,
 			},
 		}},
 	}

@@ -10,19 +10,17 @@ package handler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	lambdaevents "github.com/aws/aws-lambda-go/events"
 
 	"github.com/sessionha/sessionha/events"
+	"github.com/sessionha/sessionha/internal/batch"
 	"github.com/sessionha/sessionha/internal/record"
 )
 
@@ -94,86 +92,49 @@ func New(db record.DB, cfg Config, log *slog.Logger) (*Handler, error) {
 	}, nil
 }
 
-// counts of one batch, emitted as one EMF metrics line.
-type counts struct {
-	Applied, Unchanged, Rejected, Failed, Reads, Writes, Conflicts atomic.Int64
-}
+// The counters of a batch, published as metrics.
+var metricNames = []string{"Applied", "Unchanged", "Rejected", "Failed", "Reads", "Writes", "Conflicts"}
 
 // Handle applies every record of the batch and reports the ones that failed.
 func (h *Handler) Handle(ctx context.Context, ev lambdaevents.SQSEvent) (lambdaevents.SQSEventResponse, error) {
-	var (
-		resp lambdaevents.SQSEventResponse
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		c    counts
-		sem  = make(chan struct{}, h.parallel)
-	)
-	for i := range ev.Records {
-		rec := &ev.Records[i]
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := h.apply(ctx, rec, &c); err != nil {
-				mu.Lock()
-				resp.BatchItemFailures = append(resp.BatchItemFailures, lambdaevents.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	h.emit(&c)
+	var c batch.Counters
+	resp := batch.Run(ctx, ev, h.parallel, func(ctx context.Context, rec *lambdaevents.SQSMessage) error {
+		err := h.apply(ctx, rec, &c)
+		if err != nil && !errors.Is(err, errRejected) {
+			c.Add("Failed", 1)
+			h.log.Error("record failed", "messageId", rec.MessageId,
+				"receiveCount", rec.Attributes["ApproximateReceiveCount"], "reason", err.Error())
+		}
+		return err
+	})
+	batch.Emit(h.metrics, "sessionop", &c, metricNames...)
 	return resp, nil
 }
 
-// apply handles one record; a panic becomes that record's failure, never the batch's.
-func (h *Handler) apply(ctx context.Context, rec *lambdaevents.SQSMessage, c *counts) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("panic: %v", p)
-			c.Failed.Add(1)
-			h.log.Error("record failed", "messageId", rec.MessageId, "reason", err.Error())
-		}
-	}()
+// errRejected marks a record that can never apply (already logged as rejected).
+var errRejected = errors.New("rejected")
+
+func (h *Handler) apply(ctx context.Context, rec *lambdaevents.SQSMessage, c *batch.Counters) error {
 	op, err := events.DecodeSessionOp([]byte(rec.Body))
 	if err != nil {
-		c.Rejected.Add(1)
-		h.log.Warn("record rejected", "messageId", rec.MessageId, "kind", rejection(err),
+		c.Add("Rejected", 1)
+		h.log.Warn("record rejected", "messageId", rec.MessageId, "kind", events.ErrorKind(err),
 			"receiveCount", rec.Attributes["ApproximateReceiveCount"], "bytes", len(rec.Body), "reason", err.Error())
-		return err
+		return fmt.Errorf("%w: %w", errRejected, err)
 	}
 	res, st, err := h.table.Apply(ctx, ToRecordOp(op))
-	c.Reads.Add(int64(st.Reads))
-	c.Writes.Add(int64(st.Writes))
-	c.Conflicts.Add(int64(st.Conflicts))
+	c.Add("Reads", int64(st.Reads))
+	c.Add("Writes", int64(st.Writes))
+	c.Add("Conflicts", int64(st.Conflicts))
 	if err != nil {
-		c.Failed.Add(1)
-		h.log.Error("record failed", "messageId", rec.MessageId, "op", string(op.Op),
-			"receiveCount", rec.Attributes["ApproximateReceiveCount"], "reason", err.Error())
-		return err
+		return fmt.Errorf("apply %s: %w", op.Op, err)
 	}
 	if res == record.Written {
-		c.Applied.Add(1)
+		c.Add("Applied", 1)
 	} else {
-		c.Unchanged.Add(1)
+		c.Add("Unchanged", 1)
 	}
 	return nil
-}
-
-// rejection names the kind of a message that can never apply, for logs and alarms.
-func rejection(err error) string {
-	switch {
-	case errors.Is(err, events.ErrTooLarge):
-		return "too-large"
-	case errors.Is(err, events.ErrMalformed):
-		return "malformed"
-	case errors.Is(err, events.ErrSchemaVersion):
-		return "schema-version"
-	case errors.Is(err, events.ErrInvalid):
-		return "invalid"
-	}
-	return "other"
 }
 
 // ToRecordOp turns a decoded operation into the record's terms.
@@ -198,25 +159,4 @@ func ToRecordOp(op *events.SessionOp) record.Op {
 		Site: op.Site, Writer: op.Writer, Attrs: s.Attrs,
 	}
 	return r
-}
-
-// emit writes the batch's counters in CloudWatch's embedded metric format: a JSON line on
-// stdout that Lambda's log pipeline turns into metrics with no API call.
-func (h *Handler) emit(c *counts) {
-	names := []string{"Applied", "Unchanged", "Rejected", "Failed", "Reads", "Writes", "Conflicts"}
-	vals := []int64{c.Applied.Load(), c.Unchanged.Load(), c.Rejected.Load(), c.Failed.Load(), c.Reads.Load(), c.Writes.Load(), c.Conflicts.Load()}
-	metrics := make([]map[string]string, len(names))
-	line := map[string]any{"function": "sessionop"}
-	for i, n := range names {
-		metrics[i] = map[string]string{"Name": n, "Unit": "Count"}
-		line[n] = vals[i]
-	}
-	line["_aws"] = map[string]any{
-		"Timestamp": time.Now().UnixMilli(),
-		"CloudWatchMetrics": []any{map[string]any{
-			"Namespace": "sessionha", "Dimensions": [][]string{{"function"}}, "Metrics": metrics,
-		}},
-	}
-	b, _ := json.Marshal(line)
-	_, _ = h.metrics.Write(append(b, '\n'))
 }
