@@ -6,17 +6,23 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 	cases := map[string]string{
-		"SESSIONHA_PERSISTENCE": "disk",
-		"SESSIONHA_FREQUENCY":   "hourly",
-		"SESSIONHA_SCOPE":       "everything",
-		"SESSIONHA_READ_PATH":   "carrier-pigeon",
-		"SESSIONHA_MAX_WAIT":    "five seconds",
-		"SESSIONHA_CLUSTER":     "no spaces allowed",
-		"SESSIONHA_INSTANCE_ID": strings.Repeat("x", 65),
+		"SESSIONHA_PERSISTENCE":     "disk",
+		"SESSIONHA_FREQUENCY":       "hourly",
+		"SESSIONHA_SCOPE":           "everything",
+		"SESSIONHA_READ_PATH":       "carrier-pigeon",
+		"SESSIONHA_MAX_WAIT":        "five seconds",
+		"SESSIONHA_CLUSTER":         "no spaces allowed",
+		"SESSIONHA_INSTANCE_ID":     strings.Repeat("x", 65),
+		"SESSIONHA_FLUSH_INTERVAL":  "-1s",
+		"SESSIONHA_PUBLISH_TIMEOUT": "0",
+		"SESSIONHA_MAX_SESSIONS":    "lots",
+		"SESSIONHA_FILE_DIR":        "relative/dir",
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -41,6 +47,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		"SESSIONHA_REPLY_TOPIC_ARN": "arn:r", "SESSIONHA_NOTICE_TOPIC_ARN": "arn:n",
 		"SESSIONHA_PERSISTENCE": "memory", "SESSIONHA_FREQUENCY": "time-based", "SESSIONHA_SCOPE": "modified-session",
 		"SESSIONHA_READ_PATH": "bus", "SESSIONHA_MAX_WAIT": "250ms", "SESSIONHA_FLUSH_INTERVAL": "3s",
+		"SESSIONHA_MAX_SESSIONS": "42", "SESSIONHA_FILE_DIR": "/var/lib/sessions", "SESSIONHA_PUBLISH_TIMEOUT": "750ms",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -52,7 +59,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 	want := Config{Site: "eu", Cluster: "c1", InstanceID: "auth-1", Table: "t", OpsTopicARN: "arn:ops",
 		QueryTopicARN: "arn:q", ReplyTopicARN: "arn:r", NoticeTopicARN: "arn:n", Persistence: PersistenceMemory,
 		Frequency: FrequencyTimeBased, Scope: ScopeModifiedSession, ReadPath: ReadBus, MaxWait: 250 * time.Millisecond,
-		FlushInterval: 3 * time.Second}
+		FlushInterval: 3 * time.Second, MaxSessions: 42, Dir: "/var/lib/sessions", PublishTimeout: 750 * time.Millisecond}
 	if c != want {
 		t.Fatalf("got %+v\nwant %+v", c, want)
 	}
@@ -66,6 +73,40 @@ func TestOpenRequiresTheResourcesOfHA(t *testing.T) {
 	_, err = Open(context.Background(), Config{Table: "t"})
 	if err == nil || !strings.Contains(err.Error(), "SESSIONHA_OPS_TOPIC_ARN") {
 		t.Fatalf("got %v, want an error naming SESSIONHA_OPS_TOPIC_ARN", err)
+	}
+}
+
+// TestOpenSupportsEveryPersistenceFrequencyAndScope: only the bus read path is refused,
+// and its error says which variable and what to use instead.
+func TestOpenSupportsEveryPersistenceFrequencyAndScope(t *testing.T) {
+	for _, f := range []Frequency{FrequencyWebMethod, FrequencyTimeBased} {
+		for _, sc := range []Scope{ScopeSession, ScopeModifiedSession, ScopeModifiedAttribute} {
+			for _, p := range []Persistence{PersistenceMemory, PersistenceFile} {
+				s, err := Open(context.Background(), Config{Persistence: p, Frequency: f, Scope: sc, Dir: t.TempDir()})
+				if err != nil {
+					t.Fatalf("%s %s %s: %v", p, f, sc, err)
+				}
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// ha needs no AWS to open: clients are built, nothing is called.
+			s, err := Open(context.Background(), Config{Frequency: f, Scope: sc, Table: "t", OpsTopicARN: "arn:aws:sns:us-east-1:000000000000:ops",
+				AWS: &aws.Config{Region: "us-east-1"}})
+			if err != nil {
+				t.Fatalf("ha %s %s: %v", f, sc, err)
+			}
+			if s.Mode() != ModeFailover {
+				t.Errorf("ha opens in mode %s", s.Mode())
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, err := Open(context.Background(), Config{Persistence: PersistenceMemory, ReadPath: ReadBus})
+	if err == nil || !strings.Contains(err.Error(), "SESSIONHA_READ_PATH") || !strings.Contains(err.Error(), "direct") {
+		t.Fatalf("read path bus: got %v, want an error naming SESSIONHA_READ_PATH and the alternative", err)
 	}
 }
 

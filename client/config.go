@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,13 +84,30 @@ type Config struct {
 	// MaxWait bounds a read over the bus (SESSIONHA_MAX_WAIT, a Go duration). Default 5 s,
 	// the old products' Maximum Wait Time.
 	MaxWait time.Duration
-	// MaxSessions bounds the sessions held in memory (least recently used go first).
-	// Default 10000.
+	// MaxSessions bounds the sessions held in memory, least recently used going first
+	// (SESSIONHA_MAX_SESSIONS), like Sun ONE's maxSessions and amsessiondb's cache size.
+	// With persistence memory an evicted session is gone; with file and ha it is read
+	// back on its next Load. Sessions with changes not yet sent are never evicted, so
+	// that nothing is lost while the bus is down: they may hold the cache above the
+	// bound until they are sent. Default 10000.
 	MaxSessions int
-	// AWS is the SDK configuration. Default: the SDK's default chain (environment,
-	// shared files, instance role), endpoints from AWS_ENDPOINT_URL[_<SERVICE>].
+	// Dir is where persistence file keeps sessions, one file per session in Dir/<Cluster>
+	// (SESSIONHA_FILE_DIR, an absolute path). Files are named by the hash of the session
+	// id, written atomically, readable by this user only. Default: the user's cache
+	// directory (os.UserCacheDir) + "/sessionha".
+	Dir string
+	// PublishTimeout bounds each publish to the bus, the SDK's retries included
+	// (SESSIONHA_PUBLISH_TIMEOUT, a Go duration). It is the longest a Save or Destroy
+	// waits for an unreachable bus before the store degrades and answers from memory.
+	// Default 2 s: SNS answers in tens of milliseconds, so 2 s leaves room for the SDK's
+	// first retries of a transient error, yet a partition holds a request up for no
+	// longer than a user tolerates, once; later calls do not wait while degraded.
+	PublishTimeout time.Duration
+	// AWS is the SDK configuration (no variable). Default: the SDK's default chain
+	// (environment, shared files, instance role), endpoints from AWS_ENDPOINT_URL[_<SERVICE>].
 	AWS *aws.Config
-	// Logger receives mode switches and failures, never a session id. Default slog.Default().
+	// Logger receives mode switches and failures, never a session id (no variable).
+	// Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -111,6 +130,16 @@ var envVars = []struct {
 	{"SESSIONHA_SCOPE", func(c *Config, v string) error { c.Scope = Scope(v); return nil }},
 	{"SESSIONHA_READ_PATH", func(c *Config, v string) error { c.ReadPath = ReadPath(v); return nil }},
 	{"SESSIONHA_MAX_WAIT", func(c *Config, v string) (err error) { c.MaxWait, err = parseDuration(v); return }},
+	{"SESSIONHA_MAX_SESSIONS", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("want a positive whole number such as 10000")
+		}
+		c.MaxSessions = n
+		return nil
+	}},
+	{"SESSIONHA_FILE_DIR", func(c *Config, v string) error { c.Dir = v; return nil }},
+	{"SESSIONHA_PUBLISH_TIMEOUT", func(c *Config, v string) (err error) { c.PublishTimeout, err = parseDuration(v); return }},
 }
 
 func parseDuration(v string) (time.Duration, error) {
@@ -171,6 +200,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxSessions == 0 {
 		c.MaxSessions = 10000
 	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 2 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -225,8 +257,23 @@ func (c Config) validate() error {
 			return fmt.Errorf("client: %s (%s) %q: want 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'", f.field, f.env, f.v)
 		}
 	}
-	if c.FlushInterval < 0 || c.MaxWait < 0 || c.MaxSessions < 0 {
-		return fmt.Errorf("client: FlushInterval, MaxWait and MaxSessions must not be negative")
+	for _, f := range []struct {
+		field, env string
+		v          time.Duration
+	}{
+		{"FlushInterval", "SESSIONHA_FLUSH_INTERVAL", c.FlushInterval},
+		{"MaxWait", "SESSIONHA_MAX_WAIT", c.MaxWait},
+		{"PublishTimeout", "SESSIONHA_PUBLISH_TIMEOUT", c.PublishTimeout},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("client: %s (%s) %s: want a positive duration, or 0 for the default", f.field, f.env, f.v)
+		}
+	}
+	if c.MaxSessions < 0 {
+		return fmt.Errorf("client: MaxSessions (SESSIONHA_MAX_SESSIONS) %d: want a positive number, or 0 for the default", c.MaxSessions)
+	}
+	if c.Dir != "" && !filepath.IsAbs(c.Dir) {
+		return fmt.Errorf("client: Dir (SESSIONHA_FILE_DIR) %q: want an absolute path", c.Dir)
 	}
 	return nil
 }
@@ -245,18 +292,8 @@ func (c Config) validateOpen() error {
 			return fmt.Errorf("client: OpsTopicARN (SESSIONHA_OPS_TOPIC_ARN) is required with persistence ha")
 		}
 	}
-	for _, u := range []struct {
-		on   bool
-		what string
-	}{
-		{c.Persistence == PersistenceFile, `Persistence (SESSIONHA_PERSISTENCE) "file"`},
-		{c.Frequency == FrequencyTimeBased, `Frequency (SESSIONHA_FREQUENCY) "time-based"`},
-		{c.Scope == ScopeModifiedAttribute, `Scope (SESSIONHA_SCOPE) "modified-attribute"`},
-		{c.ReadPath == ReadBus, `ReadPath (SESSIONHA_READ_PATH) "bus"`},
-	} {
-		if u.on {
-			return fmt.Errorf("client: %s is not supported by this version yet", u.what)
-		}
+	if c.ReadPath == ReadBus {
+		return fmt.Errorf(`client: ReadPath (SESSIONHA_READ_PATH) "bus" is not supported by this version yet; use "direct"`)
 	}
 	return nil
 }

@@ -14,17 +14,54 @@
 //
 //	cfg, err := client.ConfigFromEnv()
 //	store, err := client.Open(ctx, cfg)
-//	defer store.Close()
+//	defer store.Close()                    // sends what is still pending
 //	s, err := store.Create(ctx, client.NewSession{Principal: "alice"})
 //	s.Set("cart", []byte(`["book"]`))
 //	err = store.Save(ctx, s)
 //	got, err := store.Load(ctx, s.ID())    // on any instance
 //	err = store.Destroy(ctx, s.ID())       // logout everywhere
 //
+// Without AWS at all, Config{Persistence: PersistenceMemory} gives the same API with
+// sessions in this process only (see the package example).
+//
+// # Knobs
+//
+// The Sun ONE session persistence knobs, each a Config field and a SESSIONHA_*
+// variable (the field's comment names both, and the default); Open refuses a bad value
+// with an error naming the variable and the values it accepts:
+//
+//   - Persistence (SESSIONHA_PERSISTENCE): ha (default: the bus and the table), file
+//     (SESSIONHA_FILE_DIR, one file per session: a restarted process on the same host
+//     gets its sessions back; for development), memory (this process only).
+//   - Frequency (SESSIONHA_FREQUENCY): web-method (default: Save returns once the change
+//     is published) or time-based (SESSIONHA_FLUSH_INTERVAL: changed sessions are sent
+//     every interval, each once however often it changed; Flush and Close send at once).
+//   - Scope (SESSIONHA_SCOPE): session (default: the whole session every Save),
+//     modified-session (whole, only if it changed or its last access needs refreshing),
+//     modified-attribute (only the attributes set and removed, as a delta).
+//   - MaxSessions (SESSIONHA_MAX_SESSIONS): how many sessions an instance keeps in
+//     memory, least recently used going first; an instance always reads its own writes.
+//   - PublishTimeout (SESSIONHA_PUBLISH_TIMEOUT): the longest a Save waits for the bus.
+//
+// # Degraded mode
+//
+// When the bus cannot be reached (a publish failed after the SDK's retries, or within
+// PublishTimeout), the store switches to ModeDegraded: it goes on serving every session
+// from memory, Save and Destroy return nil at once, and every change (saves, creates,
+// destroys) is kept. It probes the bus with backoff; once the bus answers, it sends the
+// pending destroys and a whole snapshot of each changed session, and switches back to
+// ModeFailover. Mode says which mode the store is in; each switch is logged and counted
+// (Stats), so an operator knows that sessions were not failover-safe meanwhile.
+//
+// # Ids and errors
+//
 // Session ids are 256 random bits (base64url). They never leave the client in clear:
-// the table key and every message carry the cluster and the SHA-256 of the id.
+// the table key, every message and every file carry the cluster and the SHA-256 of the
+// id, and no log line carries either.
 //
 // Load returns the newer of this instance's own copy (so an instance reads its own
 // writes before they are applied) and the table's strongly consistent copy, and never an
-// expired or destroyed session: errors.Is(err, ErrNotFound).
+// expired or destroyed session: errors.Is(err, ErrNotFound). Other errors wrap
+// ErrUnavailable, ErrInvalid, ErrTimeout or ErrClosed, or a context's error; none
+// exposes AWS SDK types.
 package client

@@ -3,6 +3,7 @@ package client
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -29,7 +30,10 @@ func (c *clock) next() string {
 	return fmt.Sprintf("%016x", c.last)
 }
 
+// observe moves the clock past version: an op's 16 hex digits, or a record version
+// (those digits, "/", the writer).
 func (c *clock) observe(version string) {
+	version, _, _ = strings.Cut(version, "/")
 	v, err := strconv.ParseUint(version, 16, 64)
 	if err != nil {
 		return

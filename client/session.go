@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"maps"
 	"slices"
 	"sync"
@@ -13,9 +14,11 @@ type NewSession struct {
 	Principal string
 	// Group is an SSO group: sessions that share it are logged out together. Default "".
 	Group string
-	// MaxIdle ends the session after this long without a Save. Default 30 min.
+	// MaxIdle ends the session after this long without a Save. Default 30 min. Kept in
+	// whole seconds, rounded down, at least 1 s.
 	MaxIdle time.Duration
-	// MaxLife ends the session this long after its creation. Default 8 h.
+	// MaxLife ends the session this long after its creation. Default 8 h. Kept in whole
+	// seconds, rounded down, at least 1 s.
 	MaxLife time.Duration
 	// Attrs are the initial attributes. Default none.
 	Attrs map[string][]byte
@@ -34,8 +37,10 @@ type Session struct {
 	maxIdle    time.Duration
 	maxLife    time.Duration
 	attrs      map[string][]byte
-	version    string // hlc of the last op this copy reflects
-	dirty      bool
+	// changed names the attributes set or deleted since the copy was loaded or saved,
+	// each with the gen of its last change, so that a Save clears only what it took.
+	changed map[string]uint64
+	gen     uint64
 }
 
 // ID is the session id: the value for the cookie. It is a bearer credential: never log it.
@@ -83,15 +88,22 @@ func (s *Session) Get(name string) ([]byte, bool) {
 	return slices.Clone(v), ok
 }
 
-// Set sets an attribute (the value is copied).
+// Set sets an attribute (the value is copied). Setting the value an attribute already
+// has changes nothing, so it does not make the session Modified.
 func (s *Session) Set(name string, value []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if old, ok := s.attrs[name]; ok && bytes.Equal(old, value) {
+		return
+	}
 	if s.attrs == nil {
 		s.attrs = map[string][]byte{}
 	}
+	if value == nil {
+		value = []byte{} // present and empty: nil would read as absent to callers of Get
+	}
 	s.attrs[name] = slices.Clone(value)
-	s.dirty = true
+	s.mark(name)
 }
 
 // Delete removes an attribute.
@@ -100,8 +112,16 @@ func (s *Session) Delete(name string) {
 	defer s.mu.Unlock()
 	if _, ok := s.attrs[name]; ok {
 		delete(s.attrs, name)
-		s.dirty = true
+		s.mark(name)
 	}
+}
+
+func (s *Session) mark(name string) {
+	s.gen++
+	if s.changed == nil {
+		s.changed = map[string]uint64{}
+	}
+	s.changed[name] = s.gen
 }
 
 // Names lists the attribute names, sorted.
@@ -112,19 +132,56 @@ func (s *Session) Names() []string {
 }
 
 // Modified reports whether the session changed since it was loaded or saved.
-func (s *Session) Modified() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.dirty }
+func (s *Session) Modified() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.changed) > 0 }
 
-// clone copies the session, values included.
+// clone copies the session, values and pending changes included.
 func (s *Session) clone() *Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := &Session{
 		id: s.id, key: s.key, principal: s.principal, group: s.group,
 		created: s.created, lastAccess: s.lastAccess, maxIdle: s.maxIdle, maxLife: s.maxLife,
-		version: s.version, dirty: s.dirty, attrs: make(map[string][]byte, len(s.attrs)),
+		attrs: cloneAttrs(s.attrs), gen: s.gen,
 	}
-	for k, v := range s.attrs {
-		c.attrs[k] = slices.Clone(v)
+	if len(s.changed) > 0 {
+		c.changed = maps.Clone(s.changed)
 	}
 	return c
+}
+
+// cloneAttrs deep-copies an attribute map (never nil).
+func cloneAttrs(m map[string][]byte) map[string][]byte {
+	c := make(map[string][]byte, len(m))
+	for k, v := range m {
+		c[k] = slices.Clone(v)
+	}
+	return c
+}
+
+// snapshot is what a Save takes from a copy: its attributes (deep-copied), the names it
+// changed, and the gen to clear them up to once the store holds them.
+type snapshot struct {
+	attrs   map[string][]byte
+	changed []string
+	gen     uint64
+}
+
+func (s *Session) snapshot() snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return snapshot{attrs: cloneAttrs(s.attrs), changed: slices.Sorted(maps.Keys(s.changed)), gen: s.gen}
+}
+
+// saved records that the store holds the copy's changes up to gen, and its last access.
+func (s *Session) saved(gen uint64, lastAccess time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, g := range s.changed {
+		if g <= gen {
+			delete(s.changed, name)
+		}
+	}
+	if lastAccess.After(s.lastAccess) {
+		s.lastAccess = lastAccess
+	}
 }

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -12,12 +11,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
-	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
 
 	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/internal/record"
@@ -48,9 +46,11 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", int32(m))
 }
 
-// publisher is the SNS call the store makes.
+// publisher is the part of the SNS API the store calls: Publish for a Save that waits,
+// PublishBatch for flushes and recovery, which send many sessions at once.
 type publisher interface {
 	Publish(context.Context, *sns.PublishInput, ...func(*sns.Options)) (*sns.PublishOutput, error)
+	PublishBatch(context.Context, *sns.PublishBatchInput, ...func(*sns.Options)) (*sns.PublishBatchOutput, error)
 }
 
 // Store keeps sessions for one auth server instance. It is safe for concurrent use.
@@ -60,19 +60,31 @@ type Store struct {
 	clock clock
 	bus   publisher     // nil unless ha
 	table *record.Table // nil unless ha
+	files *fileStore    // nil unless file
 
-	mu      sync.Mutex
-	cache   map[string]*list.Element // key -> element holding *Session
-	lru     *list.List               // front: most recently used
-	revoked map[string]time.Time     // keys destroyed here -> when to forget them
-	swept   time.Time                // last sweep of revoked
+	mu sync.Mutex // guards what follows, and every entry
+	cache
+	destroys   map[string]*pendingDestroy // ha: destroys not yet sent, by key
+	revoked    map[string]time.Time       // keys destroyed here -> when to forget them
+	swept      time.Time                  // last sweep of revoked
+	degradedAt time.Time
 
-	mode   atomic.Int32
-	closed atomic.Bool
+	mode  atomic.Int32 // changed under mu, read without it
+	stats counters
+
+	ops       sync.RWMutex // held shared by every call under way, exclusively by Close to wait for them
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	stop      context.CancelFunc // stops the background loop; nil without one
+	done      chan struct{}      // closed when the loop has stopped
+	wake      chan struct{}      // tells the loop to start probing the bus
 }
 
 // Open validates cfg and returns a Store. With persistence ha it builds SNS and DynamoDB
-// clients from cfg.AWS or the SDK's default chain.
+// clients from cfg.AWS or the SDK's default chain; with file it makes the directory.
+// Stores with persistence file or ha run a goroutine (time-based flushes, probes of the
+// bus while degraded, sweeps of expired files) until Close.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validateOpen(); err != nil {
@@ -80,38 +92,82 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg: cfg, log: cfg.Logger.With("instance", cfg.InstanceID),
-		clock: clock{now: time.Now}, cache: map[string]*list.Element{}, lru: list.New(),
-		revoked: map[string]time.Time{},
+		clock: clock{now: time.Now}, cache: newCache(cfg.MaxSessions),
+		destroys: map[string]*pendingDestroy{}, revoked: map[string]time.Time{},
+		wake: make(chan struct{}, 1),
 	}
-	if cfg.Persistence != PersistenceHA {
+	switch cfg.Persistence {
+	case PersistenceMemory:
 		s.mode.Store(int32(ModeLocal))
 		return s, nil
-	}
-	awsCfg := cfg.AWS
-	if awsCfg == nil {
-		c, err := config.LoadDefaultConfig(ctx)
+	case PersistenceFile:
+		s.mode.Store(int32(ModeLocal))
+		f, err := openFiles(cfg.Dir, cfg.Cluster)
 		if err != nil {
-			return nil, fmt.Errorf("client: AWS configuration: %v", err)
+			return nil, err
 		}
-		awsCfg = &c
+		s.files = f
+		s.sweepFiles()
+	case PersistenceHA:
+		awsCfg := cfg.AWS
+		if awsCfg == nil {
+			c, err := config.LoadDefaultConfig(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("client: AWS configuration: %v", err)
+			}
+			awsCfg = &c
+		}
+		emulated := awsCfg.BaseEndpoint != nil || os.Getenv("AWS_ENDPOINT_URL_DYNAMODB") != ""
+		db := dynamodb.NewFromConfig(*awsCfg, func(o *dynamodb.Options) {
+			// DynamoDB Local's error answers carry no CRC32 header; only check on AWS.
+			o.DisableValidateResponseChecksum = emulated
+		})
+		s.bus = sns.NewFromConfig(*awsCfg)
+		s.table = &record.Table{DB: db, Name: cfg.Table}
 	}
-	emulated := awsCfg.BaseEndpoint != nil || os.Getenv("AWS_ENDPOINT_URL_DYNAMODB") != ""
-	db := dynamodb.NewFromConfig(*awsCfg, func(o *dynamodb.Options) {
-		// DynamoDB Local's error answers carry no CRC32 header; only check on AWS.
-		o.DisableValidateResponseChecksum = emulated
-	})
-	s.bus = sns.NewFromConfig(*awsCfg)
-	s.table = &record.Table{DB: db, Name: cfg.Table}
+	loopCtx, stop := context.WithCancel(context.Background())
+	s.stop, s.done = stop, make(chan struct{})
+	go s.loop(loopCtx)
 	return s, nil
 }
 
 // Mode reports the store's current mode.
 func (s *Store) Mode() Mode { return Mode(s.mode.Load()) }
 
-// Close releases the store. Later calls fail with ErrClosed.
+// enter admits a call unless the store is closed; leave ends it. Close waits for the
+// calls admitted before it, so that none records a change after its final flush.
+func (s *Store) enter() bool {
+	s.ops.RLock()
+	if s.closed.Load() {
+		s.ops.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (s *Store) leave() { s.ops.RUnlock() }
+
+// Close sends what is still pending (time-based changes, and what changed while
+// degraded if the bus is back) and releases the store; later calls fail with ErrClosed.
+// If something could not be sent, the error wraps ErrUnavailable and says how much:
+// with persistence memory or ha those changes are lost with the process. Calling Close
+// again returns nil.
 func (s *Store) Close() error {
-	s.closed.Store(true)
-	return nil
+	err := ErrClosed
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.ops.Lock() // waits for the calls under way
+		s.ops.Unlock()
+		if s.stop != nil {
+			s.stop()
+			<-s.done
+		}
+		err = s.finalFlush()
+	})
+	if errors.Is(err, ErrClosed) {
+		return nil
+	}
+	return err
 }
 
 // newID makes a session id: 256 random bits, base64url without padding.
@@ -130,11 +186,31 @@ func validID(id string) bool {
 	return err == nil && len(b) == 32
 }
 
-// Create makes a new session and, with persistence ha, publishes it before returning.
+// seconds keeps a limit in whole seconds, as the wire and the table do: rounded down,
+// at least one.
+func seconds(d time.Duration) time.Duration { return max(d.Truncate(time.Second), time.Second) }
+
+// Create makes a new session. With persistence file or ha and web-method frequency it is
+// stored before Create returns; with time-based frequency, at the next flush.
 func (s *Store) Create(ctx context.Context, n NewSession) (*Session, error) {
-	if s.closed.Load() {
+	if !s.enter() {
 		return nil, ErrClosed
 	}
+	defer s.leave()
+	s.stats.requests.Add(1)
+	s.stats.writes.Add(1)
+	sess, err := newSession(newID(), s.cfg.Cluster, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.storeWhole(ctx, sess, events.OpCreate); err != nil {
+		return nil, err
+	}
+	return sess.clone(), nil
+}
+
+// newSession checks n and makes the session it describes, created now.
+func newSession(id, cluster string, n NewSession) (*Session, error) {
 	if n.Principal == "" {
 		return nil, fmt.Errorf("%w: Principal is required", ErrInvalid)
 	}
@@ -148,237 +224,413 @@ func (s *Store) Create(ctx context.Context, n NewSession) (*Session, error) {
 		n.MaxLife = 8 * time.Hour
 	}
 	now := time.Now()
-	id := newID()
 	sess := &Session{
-		id: id, key: record.Key(s.cfg.Cluster, events.HashID(id)),
+		id: id, key: record.Key(cluster, events.HashID(id)),
 		principal: n.Principal, group: n.Group, created: now, lastAccess: now,
-		maxIdle: n.MaxIdle, maxLife: n.MaxLife, attrs: map[string][]byte{},
+		maxIdle: seconds(n.MaxIdle), maxLife: seconds(n.MaxLife), attrs: cloneAttrs(n.Attrs),
 	}
-	for k, v := range n.Attrs {
-		sess.attrs[k] = append([]byte(nil), v...)
-	}
-	if err := s.publish(ctx, sess, events.OpCreate); err != nil {
+	if err := checkSession(sess.principal, sess.group, sess.attrs); err != nil {
 		return nil, err
 	}
-	return sess.clone(), nil
+	return sess, nil
 }
 
-// Save stores the session's changes as the configured frequency and scope say. With
-// web-method frequency and persistence ha, it returns once the change is published.
-func (s *Store) Save(ctx context.Context, sess *Session) error {
-	if s.closed.Load() {
+// publish stores sess whole under its id, replacing whatever this instance holds, as a
+// create or a save (kind), and sends it as the configured frequency says. It is the way in
+// for adapters that make their own ids (scs_support.go).
+func (s *Store) publish(ctx context.Context, sess *Session, kind events.OpKind) error {
+	if !s.enter() {
 		return ErrClosed
 	}
-	if sess == nil || sess.key == "" {
-		return fmt.Errorf("%w: not a session of this store", ErrInvalid)
+	defer s.leave()
+	s.stats.requests.Add(1)
+	s.stats.writes.Add(1)
+	sess.maxIdle, sess.maxLife = seconds(sess.maxIdle), seconds(sess.maxLife)
+	if err := checkSession(sess.principal, sess.group, sess.attrs); err != nil {
+		return err
 	}
-	if s.isRevoked(sess.key) {
+	return s.storeWhole(ctx, sess, kind)
+}
+
+// storeWhole makes sess (a copy is kept) this instance's session and persists it whole.
+func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKind) error {
+	own := sess.clone()
+	own.id, own.changed = "", nil // the cache never holds the id in clear
+	s.mu.Lock()
+	if s.revokedLocked(own.key, time.Now()) {
+		s.mu.Unlock()
 		return ErrNotFound
 	}
-	now := time.Now()
-	sess.mu.Lock()
-	if s.cfg.Scope == ScopeModifiedSession && !sess.dirty && now.Sub(sess.lastAccess) < sess.maxIdle/2 {
-		// Nothing changed and the stored idle deadline is still far: nothing to send.
-		sess.mu.Unlock()
+	e := s.cache.get(own.key)
+	if e == nil {
+		e = &entry{key: own.key}
+	}
+	e.sess = own
+	var op *outOp
+	if s.bus != nil || s.files != nil {
+		e.seq++
+		if kind == events.OpCreate {
+			e.create = true
+		}
+		e.full = e.seq
+		op = s.sendNowLocked(e)
+	}
+	s.cache.add(e) // pinned by now if it has something to send, so never evicted unsent
+	s.mu.Unlock()
+	if op == nil {
 		return nil
 	}
-	if !now.Before(sess.expiresAt()) {
-		sess.mu.Unlock()
+	err := s.sendNow(ctx, op)
+	if err != nil && kind == events.OpCreate {
+		// The caller never learns the id, so nobody could use the session.
+		s.mu.Lock()
+		s.cache.drop(own.key)
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// Save stores the session's changes as the configured scope and frequency say:
+//
+//   - scope session sends the whole session every time; modified-session sends it whole
+//     only if it changed or its stored last access is over MaxIdle/2 old; modified-attribute
+//     sends only the attributes set or deleted on this copy (others' changes to other
+//     attributes are kept), or just the last access under the same rule;
+//   - web-method frequency returns once the change is published (ha) or written (file);
+//     time-based returns at once, and the change goes with the next flush, together with
+//     every other change to the session since the last one.
+//
+// In degraded mode Save returns nil once the change is held in memory: it is sent when
+// the bus is back (see Mode). If ctx ends while publishing, the error wraps ctx's and the
+// change is still sent later. An expired or destroyed session fails with ErrNotFound.
+func (s *Store) Save(ctx context.Context, sess *Session) error {
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.leave()
+	s.stats.requests.Add(1)
+	s.stats.writes.Add(1)
+	if sess == nil || !validID(sess.id) || sess.key != record.Key(s.cfg.Cluster, events.HashID(sess.id)) {
+		return fmt.Errorf("%w: not a session of this store", ErrInvalid)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	// Snapshots are taken in the order changes are recorded and ops built, so that of
+	// two Saves of one copy racing, the one recorded last carries the latest state.
+	snap := sess.snapshot()
+	if s.revokedLocked(sess.key, now) {
+		s.mu.Unlock()
 		return ErrNotFound
 	}
-	sess.lastAccess = now
-	sess.mu.Unlock()
-	return s.publish(ctx, sess, events.OpSave)
-}
-
-// publish sends a create or save of the whole session and, once sent, caches a copy.
-func (s *Store) publish(ctx context.Context, sess *Session, kind events.OpKind) error {
-	version := s.clock.next()
-	sess.mu.Lock()
-	op := &events.SessionOp{
-		V: events.SchemaVersion, Op: kind, Cluster: s.cfg.Cluster, ID: events.HashID(sess.id),
-		Version: version, Writer: s.cfg.InstanceID, Site: s.cfg.Site, At: time.Now().UnixMilli(),
-		Session: &events.Session{
-			Principal: sess.principal, Group: sess.group,
-			Created: sess.created.UnixMilli(), LastAccess: sess.lastAccess.UnixMilli(),
-			MaxIdle: int64(sess.maxIdle / time.Second), MaxLife: int64(sess.maxLife / time.Second),
-			Attrs: sess.attrs,
-		},
+	e := s.cache.get(sess.key)
+	fresh := e == nil
+	if fresh {
+		// Evicted, or never held here: the copy is all this instance knows.
+		own := sess.clone()
+		own.id, own.changed, own.attrs = "", nil, snap.attrs
+		e = &entry{key: sess.key, sess: own}
 	}
-	body, err := events.EncodeSessionOp(op)
-	sess.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	if !now.Before(e.sess.expiresAt()) {
+		if !fresh && !e.pinned() {
+			s.cache.drop(e.key)
+		}
+		s.mu.Unlock()
+		return ErrNotFound
 	}
-	if s.bus != nil {
-		if err := s.send(ctx, body, kind); err != nil {
+	due := now.Sub(e.sess.lastAccess) >= e.sess.maxIdle/2
+	var (
+		attrs   map[string][]byte // the new attributes; nil: unchanged
+		changed bool              // something to record
+	)
+	switch s.cfg.Scope {
+	case ScopeSession:
+		attrs, changed = snap.attrs, true
+	case ScopeModifiedSession:
+		if len(snap.changed) > 0 || due {
+			attrs, changed = snap.attrs, true
+		}
+	case ScopeModifiedAttribute:
+		if len(snap.changed) > 0 {
+			attrs = cloneAttrs(e.sess.attrs)
+			for _, name := range snap.changed {
+				if v, ok := snap.attrs[name]; ok {
+					attrs[name] = v
+				} else {
+					delete(attrs, name)
+				}
+			}
+		}
+		changed = len(snap.changed) > 0 || due
+	}
+	if !changed {
+		s.mu.Unlock()
+		return nil
+	}
+	if attrs != nil {
+		if err := checkSession(e.sess.principal, e.sess.group, attrs); err != nil {
+			s.mu.Unlock()
 			return err
 		}
+		e.sess.attrs = attrs
 	}
-	sess.mu.Lock()
-	sess.version, sess.dirty = version, false
-	sess.mu.Unlock()
-	s.remember(sess.clone())
-	return nil
+	e.sess.lastAccess = now
+	if now.Before(e.sess.created) {
+		e.sess.lastAccess = e.sess.created // created by another instance, whose clock is ahead
+	}
+	var op *outOp
+	if s.bus != nil || s.files != nil {
+		e.seq++
+		switch {
+		case s.cfg.Scope != ScopeModifiedAttribute || s.Mode() == ModeDegraded:
+			// Degraded: recovery sends whole sessions, whatever the scope, so that
+			// what changed meanwhile is complete in the table once it is back.
+			e.full = e.seq
+		case len(snap.changed) == 0:
+			e.touch = e.seq
+		default:
+			if e.changed == nil {
+				e.changed = map[string]uint64{}
+			}
+			for _, name := range snap.changed {
+				e.changed[name] = e.seq
+			}
+		}
+		op = s.sendNowLocked(e)
+	}
+	s.cache.add(e)
+	s.mu.Unlock()
+	sess.saved(snap.gen, now)
+	if op == nil {
+		return nil
+	}
+	return s.sendNow(ctx, op)
 }
 
-func (s *Store) send(ctx context.Context, body []byte, kind events.OpKind) error {
-	_, err := s.bus.Publish(ctx, &sns.PublishInput{
-		TopicArn: aws.String(s.cfg.OpsTopicARN),
-		Message:  aws.String(string(body)),
-		MessageAttributes: map[string]snstypes.MessageAttributeValue{
-			"op": {DataType: aws.String("String"), StringValue: aws.String(string(kind))},
-		},
-	})
-	if err != nil {
-		s.log.Warn("publish failed", "op", string(kind), "reason", err.Error())
-		return fmt.Errorf("%w: publish %s: %v", ErrUnavailable, kind, err)
-	}
-	return nil
-}
-
-// Load returns the session with the given id: the newer of this instance's copy and the
-// table's. It fails with ErrNotFound for an id that is unknown, expired or destroyed.
+// Load returns the session with the given id. With persistence ha it is the newer of this
+// instance's copy (so an instance reads its own writes before they are applied) and the
+// table's strongly consistent one; if the table cannot be read, this instance's copy if it
+// has one. It fails with ErrNotFound for an id that is unknown, expired or destroyed.
 func (s *Store) Load(ctx context.Context, id string) (*Session, error) {
-	if s.closed.Load() {
+	if !s.enter() {
 		return nil, ErrClosed
 	}
+	defer s.leave()
+	s.stats.requests.Add(1)
+	s.stats.reads.Add(1)
 	if !validID(id) {
 		return nil, ErrNotFound
 	}
-	key := record.Key(s.cfg.Cluster, events.HashID(id))
-	if s.isRevoked(key) {
+	hashed := events.HashID(id)
+	key := record.Key(s.cfg.Cluster, hashed)
+	now := time.Now()
+	s.mu.Lock()
+	if s.revokedLocked(key, now) {
+		s.mu.Unlock()
 		return nil, ErrNotFound
 	}
-	now := time.Now()
-	mine := s.cached(key)
-	if s.table == nil {
-		if mine == nil || !now.Before(mine.ExpiresAt()) {
-			return nil, ErrNotFound
+	var (
+		mine    *Session
+		ver     string
+		pending bool
+	)
+	if e := s.cache.use(key); e != nil {
+		mine, ver, pending = e.sess.clone(), e.ver, e.pinned()
+		if !now.Before(mine.expiresAt()) {
+			if !pending {
+				s.cache.drop(key)
+			}
+			mine = nil
 		}
-		return mine, nil
 	}
+	s.mu.Unlock()
+	if mine != nil {
+		s.stats.cacheHits.Add(1)
+		mine.id = id
+	}
+	switch {
+	case s.table != nil:
+		return s.loadTable(ctx, id, key, mine, ver, pending, now)
+	case s.files != nil && mine == nil:
+		return s.loadFile(id, hashed, key, now)
+	case mine == nil:
+		return nil, ErrNotFound
+	}
+	return mine, nil
+}
+
+// loadTable reads the table and returns the newer copy.
+func (s *Store) loadTable(ctx context.Context, id, key string, mine *Session, ver string, pending bool, now time.Time) (*Session, error) {
 	it, err := s.table.Get(ctx, key)
-	if err != nil {
-		if errors.Is(err, record.ErrCorrupt) {
-			return nil, fmt.Errorf("client: load: %w", err)
-		}
+	switch {
+	case errors.Is(err, record.ErrCorrupt):
+		return nil, fmt.Errorf("client: load: %w", err)
+	case err != nil && mine != nil && ctx.Err() == nil:
+		return mine, nil // the table is out of reach: keep serving what this instance has
+	case err != nil:
 		return nil, fmt.Errorf("%w: read session: %v", ErrUnavailable, err)
 	}
 	if it != nil && it.State == record.Destroyed {
-		s.forget(key)
+		// Logged out elsewhere: final, whatever this instance still holds or meant to send.
+		s.mu.Lock()
+		s.revoked[key] = now.Add(revokedFor)
+		s.cache.drop(key)
+		s.mu.Unlock()
 		return nil, ErrNotFound
 	}
-	// Our own write may not be applied yet: keep whichever copy is newer.
-	if it == nil || (mine != nil && record.Version(mine.version, s.cfg.InstanceID) > it.Version) {
-		if mine == nil || !now.Before(mine.ExpiresAt()) {
+	// This instance's changes not yet applied (or not yet sent) are newer than the table.
+	if it == nil || pending || (mine != nil && ver > it.Version) {
+		if mine == nil {
 			return nil, ErrNotFound
 		}
 		return mine, nil
 	}
 	if !it.Readable(now) {
-		s.forget(key)
+		s.mu.Lock()
+		if e := s.cache.get(key); e != nil && !e.pinned() {
+			s.cache.drop(key)
+		}
+		s.mu.Unlock()
 		return nil, ErrNotFound
 	}
-	sess := fromItem(id, it)
-	s.clock.observe(sess.version)
-	s.remember(sess.clone())
+	sess := fromItem(it)
+	s.clock.observe(it.Version)
+	s.mu.Lock()
+	e := s.cache.get(key)
+	switch {
+	case e == nil:
+		s.cache.add(&entry{key: key, sess: sess.clone(), ver: it.Version})
+	case !e.pinned() && e.ver < it.Version:
+		e.sess, e.ver = sess.clone(), it.Version
+	}
+	s.mu.Unlock()
+	sess.id = id
 	return sess, nil
 }
 
-func fromItem(id string, it *record.Item) *Session {
-	hlc := it.Version
-	if i := len(hlc); i > 16 {
-		hlc = hlc[:16]
-	}
+func fromItem(it *record.Item) *Session {
 	return &Session{
-		id: id, key: it.Key, principal: it.Principal, group: it.Group,
+		key: it.Key, principal: it.Principal, group: it.Group,
 		created: time.UnixMilli(it.Created), lastAccess: time.UnixMilli(it.LastAccess),
 		maxIdle: time.Duration(it.MaxIdle) * time.Second, maxLife: time.Duration(it.MaxLife) * time.Second,
-		attrs: it.Attrs, version: hlc,
+		attrs: cloneAttrs(it.Attrs),
 	}
 }
 
-// Destroy ends the session everywhere (logout): it publishes a tombstone, and this
-// instance refuses the id at once. Destroying an unknown id is not an error.
+// revokedFor is how long this instance refuses an id it saw destroyed, in memory; the
+// table's tombstone outlives every op of the session anyway.
+const revokedFor = 24 * time.Hour
+
+// Destroy ends the session everywhere (logout): it publishes a tombstone (ha) or removes
+// the file (file), and this instance refuses the id at once. A destroy is sent at once
+// whatever the frequency; while degraded, it is kept and sent first when the bus is back.
+// Destroying an unknown id is not an error.
 func (s *Store) Destroy(ctx context.Context, id string) error {
-	if s.closed.Load() {
+	if !s.enter() {
 		return ErrClosed
 	}
+	defer s.leave()
+	s.stats.requests.Add(1)
+	s.stats.deletes.Add(1)
 	if !validID(id) {
 		return nil
 	}
 	hashed := events.HashID(id)
 	key := record.Key(s.cfg.Cluster, hashed)
 	s.mu.Lock()
-	s.revoked[key] = time.Now().Add(24 * time.Hour)
+	s.revoked[key] = time.Now().Add(revokedFor)
+	s.cache.drop(key)
+	var op *outOp
+	if s.bus != nil {
+		d, err := s.destroyLocked(key, hashed)
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		if s.Mode() == ModeFailover {
+			d.inflight = true
+			op = &outOp{key: key, kind: events.OpDestroy, body: d.body, d: d}
+		}
+	}
 	s.mu.Unlock()
-	s.forget(key)
-	if s.bus == nil {
+	if s.files != nil {
+		if err := s.files.remove(hashed); err != nil {
+			return fmt.Errorf("%w: remove session file: %v", ErrUnavailable, err)
+		}
 		return nil
 	}
-	op := &events.SessionOp{
+	if op == nil {
+		return nil
+	}
+	return s.sendNow(ctx, op)
+}
+
+// destroyLocked queues the tombstone of key until it is sent.
+func (s *Store) destroyLocked(key, hashed string) (*pendingDestroy, error) {
+	if d, ok := s.destroys[key]; ok {
+		return d, nil
+	}
+	body, err := events.EncodeSessionOp(&events.SessionOp{
 		V: events.SchemaVersion, Op: events.OpDestroy, Cluster: s.cfg.Cluster, ID: hashed,
 		Version: s.clock.next(), Writer: s.cfg.InstanceID, Site: s.cfg.Site, At: time.Now().UnixMilli(),
 		Reason: "logout",
-	}
-	body, err := events.EncodeSessionOp(op)
+	})
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return s.send(ctx, body, events.OpDestroy)
+	d := &pendingDestroy{body: body}
+	s.destroys[key] = d
+	return d, nil
 }
 
-// cached returns a copy of this instance's session, or nil.
-func (s *Store) cached(key string) *Session {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.cache[key]
-	if !ok {
-		return nil
-	}
-	s.lru.MoveToFront(e)
-	return e.Value.(*Session).clone()
-}
-
-// remember keeps sess (a private copy) as this instance's, evicting the least recently
-// used beyond MaxSessions.
-func (s *Store) remember(sess *Session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.cache[sess.key]; ok {
-		e.Value = sess
-		s.lru.MoveToFront(e)
-		return
-	}
-	s.cache[sess.key] = s.lru.PushFront(sess)
-	for s.lru.Len() > s.cfg.MaxSessions {
-		old := s.lru.Remove(s.lru.Back()).(*Session)
-		delete(s.cache, old.key)
-	}
-}
-
-func (s *Store) forget(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.cache[key]; ok {
-		s.lru.Remove(e)
-		delete(s.cache, key)
-	}
-}
-
-// isRevoked reports whether this instance destroyed key; old entries are swept as it goes.
+// isRevoked reports whether this instance destroyed key.
 func (s *Store) isRevoked(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now := time.Now(); now.Sub(s.swept) > time.Minute {
+	return s.revokedLocked(key, time.Now())
+}
+
+// revokedLocked is isRevoked with mu held; old entries are swept as it goes.
+func (s *Store) revokedLocked(key string, now time.Time) bool {
+	if now.Sub(s.swept) > time.Minute {
 		s.swept = now
 		for k, until := range s.revoked {
-			if now.After(until) {
+			if _, unsent := s.destroys[k]; now.After(until) && !unsent {
 				delete(s.revoked, k)
 			}
 		}
 	}
 	_, ok := s.revoked[key]
 	return ok
+}
+
+// checkSession checks what the wire would refuse, so that a change is refused when it is
+// made, not when a later flush cannot send it.
+func checkSession(principal, group string, attrs map[string][]byte) error {
+	if len(attrs) > events.MaxAttributes {
+		return fmt.Errorf("%w: %d attributes, at most %d allowed", ErrInvalid, len(attrs), events.MaxAttributes)
+	}
+	// An upper bound of the encoded size: JSON may escape a byte of text into six, and
+	// base64 makes four bytes of three. Only a session that might be too large is encoded
+	// whole to measure it; otherwise only its small fields are, to check them.
+	bound := 1024 + 6*(len(principal)+len(group))
+	for name, v := range attrs {
+		if name == "" || len(name) > events.MaxAttributeNameBytes || !utf8.ValidString(name) {
+			return fmt.Errorf("%w: attribute name %.40q: want 1-%d bytes of UTF-8", ErrInvalid, name, events.MaxAttributeNameBytes)
+		}
+		bound += 6*len(name) + 4*(len(v)+2)/3 + 8
+	}
+	var measured map[string][]byte
+	if bound > events.MaxMessageBytes {
+		measured = attrs
+	}
+	_, err := events.EncodeSessionOp(&events.SessionOp{
+		V: events.SchemaVersion, Op: events.OpSave, Cluster: "c", ID: events.HashID(""), Version: "0000000000000001",
+		Writer: "w", Site: "s", At: 1, Session: &events.Session{
+			Principal: principal, Group: group, Created: 1, LastAccess: 1, MaxIdle: 1, MaxLife: 1, Attrs: measured,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
 }

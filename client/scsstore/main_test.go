@@ -1,0 +1,80 @@
+package scsstore_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/sessionha/sessionha/client"
+	"github.com/sessionha/sessionha/events"
+	"github.com/sessionha/sessionha/infra/topology"
+	"github.com/sessionha/sessionha/internal/record"
+	"github.com/sessionha/sessionha/local/site"
+)
+
+// theSite is one local site for every test of the package.
+var theSite *site.Site
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "sessionha-scsstore-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	theSite, err = site.Start(context.Background(), site.Options{
+		EdgePort: -1, RunDir: tmp,
+		Settings: topology.Settings{VisibilityTimeout: 2 * time.Second, FunctionTimeout: 2 * time.Second},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start local site:", err)
+		return 1
+	}
+	defer theSite.Stop()
+	return m.Run()
+}
+
+// openStore opens a client store on the site as instance id.
+func openStore(t *testing.T, id string) *client.Store {
+	t.Helper()
+	store, err := client.Open(context.Background(), client.Config{
+		Table: theSite.Outputs.Table, OpsTopicARN: theSite.Outputs.TopicARNs[topology.TopicOps],
+		InstanceID: id, AWS: &theSite.AWS,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// item reads the session stored under token straight from the table (nil if none).
+func item(t *testing.T, token string) *record.Item {
+	t.Helper()
+	tbl := record.Table{DB: theSite.DynamoDBClient(), Name: theSite.Outputs.Table}
+	it, err := tbl.Get(context.Background(), record.Key("default", events.HashID(token)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
+
+// eventually polls cond until it holds or a generous deadline passes.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 45s; last: %s", what, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

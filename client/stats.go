@@ -1,0 +1,48 @@
+package client
+
+import "sync/atomic"
+
+// Stats are a Store's counters since Open: the four amsessiondb printed (requests, reads,
+// writes, deletes), and what failover adds. Counters only grow; Mode, Cached and Pending
+// are as of the call.
+type Stats struct {
+	Requests int64 // calls of Create, Save, Load and Destroy
+	Reads    int64 // Load calls
+	Writes   int64 // Create and Save calls
+	Deletes  int64 // Destroy calls
+
+	// CacheHits counts the Loads that found the session in this instance's memory.
+	CacheHits int64
+	// Sent counts the ops the persistence took: messages the bus accepted (ha) or files
+	// written (file). With time-based frequency, the changes of one interval to one
+	// session are one op.
+	Sent int64
+	// PublishFailures counts publish calls that failed, the SDK's retries spent or
+	// PublishTimeout passed, probes of the bus while degraded included.
+	PublishFailures int64
+	// ModeSwitches counts switches between failover and degraded mode, either way.
+	ModeSwitches int64
+
+	Mode    Mode
+	Cached  int // sessions held in memory
+	Pending int // sessions with changes not yet sent, and destroys not yet sent
+}
+
+type counters struct {
+	requests, reads, writes, deletes               atomic.Int64
+	cacheHits, sent, publishFailures, modeSwitches atomic.Int64
+}
+
+// Stats returns the store's counters. It is safe to call at any time, after Close too.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	cached, pending := len(s.cache.entries), len(s.cache.pending)+len(s.destroys)
+	s.mu.Unlock()
+	return Stats{
+		Requests: s.stats.requests.Load(), Reads: s.stats.reads.Load(),
+		Writes: s.stats.writes.Load(), Deletes: s.stats.deletes.Load(),
+		CacheHits: s.stats.cacheHits.Load(), Sent: s.stats.sent.Load(),
+		PublishFailures: s.stats.publishFailures.Load(), ModeSwitches: s.stats.modeSwitches.Load(),
+		Mode: s.Mode(), Cached: cached, Pending: pending,
+	}
+}
