@@ -6,12 +6,22 @@ NPM   ?= npm
 DEPS  := local/node_modules/.sessionha-installed
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all build local test vet fmt-check fuzz soak deps clean
+.PHONY: all build local test vet fmt-check fuzz soak bench deps clean
 
 all: build
 
-## deps: the pinned emulators (npm ci in local/) and Java 17 for DynamoDB Local
-deps: $(DEPS)
+## deps: the pinned emulators (npm ci in local/), Java 17 for DynamoDB Local, and
+## Chromium for the browser test (Debian packages, installed when missing and root)
+deps: $(DEPS) chromium
+
+CHROMIUM ?= /usr/bin/chromium
+.PHONY: chromium
+chromium:
+	@[ -x $(CHROMIUM) ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser test (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not found at $(CHROMIUM): the browser test needs it (Debian: apt-get install chromium)" >&2; exit 1; fi; }
 
 $(DEPS): local/package.json local/package-lock.json
 	@command -v java >/dev/null 2>&1 || { \
@@ -24,8 +34,14 @@ $(DEPS): local/package.json local/package-lock.json
 	sha256sum local/package-lock.json | cut -d' ' -f1 > $@
 
 ## build: every package, the operator tools, and the functions as Lambda arm64 bootstraps
-build:
+build: lambdas
 	$(GO) build ./...
+	$(GO) build -o bin/sessionctl ./client/cmd/sessionctl
+
+## lambdas: each functions/<id> as bin/lambda/<id>/bootstrap for provided.al2023 arm64
+## (the directory is the function's CDK asset)
+.PHONY: lambdas
+lambdas:
 	@for f in functions/*/; do f=$$(basename $$f); \
 	  CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' \
 	    -o bin/lambda/$$f/bootstrap ./functions/$$f || exit 1; \
@@ -37,14 +53,14 @@ local: $(DEPS)
 	exec bin/localsite $(LOCAL_FLAGS)
 
 ## test: format, vet, and every test (emulators included; fuzz seed corpora run as tests)
-test: $(DEPS) fmt-check vet
+test: deps fmt-check vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 vet:
 	$(GO) vet ./...
 
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './local/node_modules/*')); \
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './local/node_modules/*' -not -path './infra/node_modules/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 ## fuzz: run the fuzz targets for a while (FUZZTIME=1m)
@@ -57,5 +73,49 @@ SOAK_HISTORIES ?= 10000
 soak: $(DEPS)
 	$(GO) test -count=1 -timeout 30m -run '^TestReplay$$' -v ./test/replay -histories $(SOAK_HISTORIES) $(if $(SEED),-seed $(SEED))
 
+## bench: measure DESIGN.md's "Numbers to hold" against the raw emulators (a few minutes;
+## never part of make test) and write BENCHMARKS.md and the README's Numbers table.
+## BENCH_FLAGS='-sessionha.cpuprofile /tmp/pipeline.prof -sessionha.fnprofile /tmp/fn' profiles.
+bench: $(DEPS)
+	$(GO) test -count=1 -timeout 15m -run '^TestBench$$' -v ./test/bench -sessionha.bench $(BENCH_FLAGS)
+
 clean:
-	rm -rf bin local/.run
+	rm -rf bin local/.run cdk.out
+
+# --- AWS: the CDK app in infra/ (cdk.json), run by the CLI pinned in infra/package.json ---
+# Installed when infra/package-lock.json changes (npm ci), not on every run.
+INFRA_DEPS := infra/node_modules/.sessionha-installed
+CDK        := infra/node_modules/.bin/cdk
+CDK_OUT    ?= cdk.out
+# No telemetry, no end-of-life banner from jsii on Node 20.
+CDK_ENV    := CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
+OUTPUTS    ?= cdk-outputs.json
+
+.PHONY: synth deploy site-env cdk
+
+$(INFRA_DEPS): infra/package.json infra/package-lock.json
+	@command -v $(NPM) >/dev/null 2>&1 || { echo "npm not found: the CDK CLI needs Node.js with npm" >&2; exit 1; }
+	cd infra && $(NPM) ci --no-audit --no-fund --loglevel=error
+	@# aws-cdk ships Go files (its `cdk init` templates): a go.mod keeps them out of ./...
+	printf 'module sessionha.invalid/infra/node_modules\n' > infra/node_modules/go.mod
+	sha256sum infra/package-lock.json | cut -d' ' -f1 > $@
+
+## synth: the cloud assembly in cdk.out/ for every site in cdk.json; no AWS account needed
+synth: $(INFRA_DEPS) lambdas
+	$(CDK_ENV) AWS_EC2_METADATA_DISABLED=true $(CDK) synth --no-notices --quiet -o $(CDK_OUT)
+
+## deploy: cdk deploy STACKS (default --all) with the current AWS credentials, writing
+## $(OUTPUTS); then `make site-env SITE=eu` writes that site's env file
+deploy: $(INFRA_DEPS) lambdas
+	$(CDK_ENV) $(CDK) deploy --no-notices -o $(CDK_OUT) --outputs-file $(OUTPUTS) $(or $(STACKS),--all) $(CDK_ARGS)
+
+## site-env: SITE's env file (site.env) from the outputs of `make deploy`
+site-env:
+	@[ -n "$(SITE)" ] || { echo "usage: make site-env SITE=<name from cdk.json>" >&2; exit 1; }
+	$(GO) run ./infra/cmd/outputs2env -site $(SITE) $(OUTPUTS) > site.env.tmp || { rm -f site.env.tmp; exit 1; }
+	mv site.env.tmp site.env
+	@echo "wrote site.env for site $(SITE)"
+
+## cdk: any other command of the pinned CLI, e.g. make cdk ARGS='diff sessionha-eu'
+cdk: $(INFRA_DEPS) lambdas
+	$(CDK_ENV) $(CDK) $(ARGS)

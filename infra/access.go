@@ -1,0 +1,45 @@
+package main
+
+import "github.com/sessionha/sessionha/infra/topology"
+
+// access is what one function does with its site's resources beyond consuming its own
+// queue (the SQS event source grants that): the IAM actions it is given, and the metrics
+// it emits for the dashboard. The topology says which functions exist and what feeds
+// them; what they may call is an AWS matter, so it is written down here, next to the
+// code that grants it. A topology function missing here stops the synth: a new function
+// must not deploy with guessed permissions.
+type access struct {
+	// TableActions on the session table's replica in the site's region.
+	TableActions []string
+	// Publish lists the topic IDs the function publishes to: sns:Publish on each, and the
+	// topic key's kms:GenerateDataKey and kms:Decrypt that publishing to an encrypted
+	// topic needs.
+	Publish []string
+	// Metrics are the names the function emits in CloudWatch's embedded metric format
+	// (namespace metricsNamespace, dimension "function" = the function's topology ID).
+	Metrics []string
+}
+
+// metricsNamespace and metricsDimension are where the functions' EMF counters land (see
+// internal/batch.Emit).
+const (
+	metricsNamespace = "sessionha"
+	metricsDimension = "function"
+)
+
+// functionAccess is every function's access, by topology function ID.
+var functionAccess = map[string]access{
+	// sessionop applies operations as read-merge-conditional-put (internal/record):
+	// GetItem then PutItem with a condition; it never deletes (TTL does) and never scans.
+	topology.FunctionSessionOp: {
+		TableActions: []string{"dynamodb:GetItem", "dynamodb:PutItem"},
+		Metrics:      []string{"Applied", "Unchanged", "Rejected", "Failed", "Reads", "Writes", "Conflicts"},
+	},
+	// sessionquery answers a query with a consistent GetItem and publishes the reply on
+	// the reply topic.
+	topology.FunctionSessionQuery: {
+		TableActions: []string{"dynamodb:GetItem"},
+		Publish:      []string{topology.TopicReply},
+		Metrics:      []string{"Queries", "Found", "Missing", "Destroyed", "Rejected", "Failed"},
+	},
+}
