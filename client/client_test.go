@@ -104,9 +104,13 @@ func TestOpenSupportsEveryPersistenceFrequencyAndScope(t *testing.T) {
 			}
 		}
 	}
-	_, err := Open(context.Background(), Config{Persistence: PersistenceMemory, ReadPath: ReadBus})
-	if err == nil || !strings.Contains(err.Error(), "SESSIONHA_READ_PATH") || !strings.Contains(err.Error(), "direct") {
-		t.Fatalf("read path bus: got %v, want an error naming SESSIONHA_READ_PATH and the alternative", err)
+	_, err := Open(context.Background(), Config{Table: "t", OpsTopicARN: "arn:x", ReadPath: ReadBus, AWS: &aws.Config{Region: "us-east-1"}})
+	if err == nil || !strings.Contains(err.Error(), "SESSIONHA_READ_PATH") || !strings.Contains(err.Error(), "SESSIONHA_REPLY_TOPIC_ARN") {
+		t.Fatalf("read path bus without its topics: got %v, want an error naming SESSIONHA_READ_PATH and the topics it needs", err)
+	}
+	_, err = Open(context.Background(), Config{Table: "t", OpsTopicARN: "arn:x", NoticeScope: NoticeAll, AWS: &aws.Config{Region: "us-east-1"}})
+	if err == nil || !strings.Contains(err.Error(), "SESSIONHA_NOTICE_TOPIC_ARN") {
+		t.Fatalf("notices without their topic: got %v, want an error naming SESSIONHA_NOTICE_TOPIC_ARN", err)
 	}
 }
 

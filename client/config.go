@@ -49,6 +49,15 @@ const (
 	ReadBus    ReadPath = "bus"    // a query on the query topic, answered on the reply topic
 )
 
+// NoticeScope is which destroy notices an instance takes, as OpenAM's logout broadcast.
+type NoticeScope string
+
+const (
+	NoticeOff  NoticeScope = "off"  // no notices: a logout elsewhere is seen in the table
+	NoticeSite NoticeScope = "site" // this site's notices
+	NoticeAll  NoticeScope = "all"  // every site's notices (sites that share the notice topic)
+)
+
 // Config configures a Store. The zero value of every field means the default named in its
 // comment; ConfigFromEnv fills it from SESSIONHA_* variables. Open validates it.
 type Config struct {
@@ -103,6 +112,17 @@ type Config struct {
 	// first retries of a transient error, yet a partition holds a request up for no
 	// longer than a user tolerates, once; later calls do not wait while degraded.
 	PublishTimeout time.Duration
+	// NoticeScope is which destroy notices this instance publishes and takes: off, site
+	// or all (SESSIONHA_NOTICE_SCOPE). Default site when NoticeTopicARN is set, else off.
+	NoticeScope NoticeScope
+	// PurgeDelay is how long an instance keeps refusing a destroyed session's id in
+	// memory, after its own destroy or a notice (SESSIONHA_PURGE_DELAY, a Go duration);
+	// after it, the table's tombstone answers. Default 10 min (OpenAM: 1 min).
+	PurgeDelay time.Duration
+	// MaxSessionsPerPrincipal caps a user's sessions: creating one more destroys the
+	// oldest (SESSIONHA_MAX_SESSIONS_PER_PRINCIPAL). Default 0: no cap. The count comes
+	// from the per-user index, which lags a second or so behind creates.
+	MaxSessionsPerPrincipal int
 	// AWS is the SDK configuration (no variable). Default: the SDK's default chain
 	// (environment, shared files, instance role), endpoints from AWS_ENDPOINT_URL[_<SERVICE>].
 	AWS *aws.Config
@@ -139,6 +159,16 @@ var envVars = []struct {
 		return nil
 	}},
 	{"SESSIONHA_FILE_DIR", func(c *Config, v string) error { c.Dir = v; return nil }},
+	{"SESSIONHA_NOTICE_SCOPE", func(c *Config, v string) error { c.NoticeScope = NoticeScope(v); return nil }},
+	{"SESSIONHA_PURGE_DELAY", func(c *Config, v string) (err error) { c.PurgeDelay, err = parseDuration(v); return }},
+	{"SESSIONHA_MAX_SESSIONS_PER_PRINCIPAL", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("want a whole number, 0 for no cap")
+		}
+		c.MaxSessionsPerPrincipal = n
+		return nil
+	}},
 	{"SESSIONHA_PUBLISH_TIMEOUT", func(c *Config, v string) (err error) { c.PublishTimeout, err = parseDuration(v); return }},
 }
 
@@ -203,6 +233,15 @@ func (c Config) withDefaults() Config {
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 2 * time.Second
 	}
+	if c.NoticeScope == "" {
+		c.NoticeScope = NoticeOff
+		if c.NoticeTopicARN != "" {
+			c.NoticeScope = NoticeSite
+		}
+	}
+	if c.PurgeDelay == 0 {
+		c.PurgeDelay = 10 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -243,6 +282,7 @@ func (c Config) validate() error {
 		oneOf("Frequency", "SESSIONHA_FREQUENCY", c.Frequency, FrequencyWebMethod, FrequencyTimeBased),
 		oneOf("Scope", "SESSIONHA_SCOPE", c.Scope, ScopeSession, ScopeModifiedSession, ScopeModifiedAttribute),
 		oneOf("ReadPath", "SESSIONHA_READ_PATH", c.ReadPath, ReadDirect, ReadBus),
+		oneOf("NoticeScope", "SESSIONHA_NOTICE_SCOPE", c.NoticeScope, NoticeOff, NoticeSite, NoticeAll),
 	}
 	for _, err := range checks {
 		if err != nil {
@@ -264,10 +304,14 @@ func (c Config) validate() error {
 		{"FlushInterval", "SESSIONHA_FLUSH_INTERVAL", c.FlushInterval},
 		{"MaxWait", "SESSIONHA_MAX_WAIT", c.MaxWait},
 		{"PublishTimeout", "SESSIONHA_PUBLISH_TIMEOUT", c.PublishTimeout},
+		{"PurgeDelay", "SESSIONHA_PURGE_DELAY", c.PurgeDelay},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("client: %s (%s) %s: want a positive duration, or 0 for the default", f.field, f.env, f.v)
 		}
+	}
+	if c.MaxSessionsPerPrincipal < 0 {
+		return fmt.Errorf("client: MaxSessionsPerPrincipal (SESSIONHA_MAX_SESSIONS_PER_PRINCIPAL) %d: want 0 (no cap) or more", c.MaxSessionsPerPrincipal)
 	}
 	if c.MaxSessions < 0 {
 		return fmt.Errorf("client: MaxSessions (SESSIONHA_MAX_SESSIONS) %d: want a positive number, or 0 for the default", c.MaxSessions)
@@ -292,8 +336,13 @@ func (c Config) validateOpen() error {
 			return fmt.Errorf("client: OpsTopicARN (SESSIONHA_OPS_TOPIC_ARN) is required with persistence ha")
 		}
 	}
-	if c.ReadPath == ReadBus {
-		return fmt.Errorf(`client: ReadPath (SESSIONHA_READ_PATH) "bus" is not supported by this version yet; use "direct"`)
+	if c.Persistence == PersistenceHA && c.ReadPath == ReadBus {
+		if c.QueryTopicARN == "" || c.ReplyTopicARN == "" {
+			return fmt.Errorf(`client: ReadPath (SESSIONHA_READ_PATH) "bus" needs QueryTopicARN (SESSIONHA_QUERY_TOPIC_ARN) and ReplyTopicARN (SESSIONHA_REPLY_TOPIC_ARN)`)
+		}
+	}
+	if c.Persistence == PersistenceHA && c.NoticeScope != NoticeOff && c.NoticeTopicARN == "" {
+		return fmt.Errorf("client: NoticeScope (SESSIONHA_NOTICE_SCOPE) %q needs NoticeTopicARN (SESSIONHA_NOTICE_TOPIC_ARN)", c.NoticeScope)
 	}
 	return nil
 }

@@ -22,6 +22,11 @@ type Stats struct {
 	PublishFailures int64
 	// ModeSwitches counts switches between failover and degraded mode, either way.
 	ModeSwitches int64
+	// BusQueries counts failover queries sent over the bus (ReadPath bus), and
+	// BusTimeouts those that got no answer within MaxWait.
+	BusQueries, BusTimeouts int64
+	// Notices counts destroy notices taken from the notice topic.
+	Notices int64
 
 	Mode    Mode
 	Cached  int // sessions held in memory
@@ -31,6 +36,7 @@ type Stats struct {
 type counters struct {
 	requests, reads, writes, deletes               atomic.Int64
 	cacheHits, sent, publishFailures, modeSwitches atomic.Int64
+	busQueries, busTimeouts, notices               atomic.Int64
 }
 
 // Stats returns the store's counters. It is safe to call at any time, after Close too.
@@ -43,6 +49,7 @@ func (s *Store) Stats() Stats {
 		Writes: s.stats.writes.Load(), Deletes: s.stats.deletes.Load(),
 		CacheHits: s.stats.cacheHits.Load(), Sent: s.stats.sent.Load(),
 		PublishFailures: s.stats.publishFailures.Load(), ModeSwitches: s.stats.modeSwitches.Load(),
+		BusQueries: s.stats.busQueries.Load(), BusTimeouts: s.stats.busTimeouts.Load(), Notices: s.stats.notices.Load(),
 		Mode: s.Mode(), Cached: cached, Pending: pending,
 	}
 }

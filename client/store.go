@@ -13,9 +13,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
+	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/internal/record"
@@ -58,14 +61,17 @@ type Store struct {
 	cfg   Config
 	log   *slog.Logger
 	clock clock
-	bus   publisher     // nil unless ha
-	table *record.Table // nil unless ha
-	files *fileStore    // nil unless file
+	bus   publisher      // nil unless ha
+	table *record.Table  // nil unless ha
+	files *fileStore     // nil unless file
+	index record.Querier // ha: the per-user index
+	inbox *inbox         // ha with ReadPath bus or notices: this instance's queue
 
 	mu sync.Mutex // guards what follows, and every entry
 	cache
 	destroys   map[string]*pendingDestroy // ha: destroys not yet sent, by key
-	revoked    map[string]time.Time       // keys destroyed here -> when to forget them
+	revoked    map[string]time.Time       // keys destroyed (here, or by a notice) -> when to forget them
+	flights    map[string]*flight         // failover queries under way, by key
 	swept      time.Time                  // last sweep of revoked
 	degradedAt time.Time
 
@@ -93,7 +99,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{
 		cfg: cfg, log: cfg.Logger.With("instance", cfg.InstanceID),
 		clock: clock{now: time.Now}, cache: newCache(cfg.MaxSessions),
-		destroys: map[string]*pendingDestroy{}, revoked: map[string]time.Time{},
+		destroys: map[string]*pendingDestroy{}, revoked: map[string]time.Time{}, flights: map[string]*flight{},
 		wake: make(chan struct{}, 1),
 	}
 	switch cfg.Persistence {
@@ -122,8 +128,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			// DynamoDB Local's error answers carry no CRC32 header; only check on AWS.
 			o.DisableValidateResponseChecksum = emulated
 		})
-		s.bus = sns.NewFromConfig(*awsCfg)
+		bus := sns.NewFromConfig(*awsCfg)
+		s.bus, s.index = bus, db
 		s.table = &record.Table{DB: db, Name: cfg.Table}
+		if cfg.ReadPath == ReadBus || cfg.NoticeScope != NoticeOff {
+			ib, err := s.openInbox(ctx, sqs.NewFromConfig(*awsCfg), bus)
+			if err != nil {
+				return nil, err
+			}
+			s.inbox = ib
+		}
 	}
 	loopCtx, stop := context.WithCancel(context.Background())
 	s.stop, s.done = stop, make(chan struct{})
@@ -163,6 +177,13 @@ func (s *Store) Close() error {
 			<-s.done
 		}
 		err = s.finalFlush()
+		if s.inbox != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if ierr := s.inbox.close(ctx); ierr != nil {
+				s.log.Warn("could not remove this instance's queue; the next Open with this instance id takes it over", "reason", ierr.Error())
+			}
+			cancel()
+		}
 	})
 	if errors.Is(err, ErrClosed) {
 		return nil
@@ -205,6 +226,9 @@ func (s *Store) Create(ctx context.Context, n NewSession) (*Session, error) {
 	}
 	if err := s.storeWhole(ctx, sess, events.OpCreate); err != nil {
 		return nil, err
+	}
+	if err := s.enforceCap(ctx, sess.principal, sess.key); err != nil {
+		s.log.Warn("could not end the user's oldest sessions beyond MaxSessionsPerPrincipal", "reason", err.Error())
 	}
 	return sess.clone(), nil
 }
@@ -448,6 +472,8 @@ func (s *Store) Load(ctx context.Context, id string) (*Session, error) {
 		mine.id = id
 	}
 	switch {
+	case s.table != nil && s.cfg.ReadPath == ReadBus:
+		return s.loadBus(ctx, id, key, hashed, mine, ver, pending, now)
 	case s.table != nil:
 		return s.loadTable(ctx, id, key, mine, ver, pending, now)
 	case s.files != nil && mine == nil:
@@ -469,12 +495,31 @@ func (s *Store) loadTable(ctx context.Context, id, key string, mine *Session, ve
 	case err != nil:
 		return nil, fmt.Errorf("%w: read session: %v", ErrUnavailable, err)
 	}
+	return s.resolve(id, key, it, mine, ver, pending, now)
+}
+
+// loadBus asks over the bus and returns the newer copy. Without an answer within MaxWait
+// it serves this instance's copy if it has one, else fails with ErrTimeout.
+func (s *Store) loadBus(ctx context.Context, id, key, hashed string, mine *Session, ver string, pending bool, now time.Time) (*Session, error) {
+	if pending && mine != nil {
+		return mine, nil // this instance's unsent or unapplied changes are the newest
+	}
+	it, err := s.ask(ctx, key, hashed)
+	if err != nil {
+		if mine != nil && ctx.Err() == nil {
+			return mine, nil
+		}
+		return nil, err
+	}
+	return s.resolve(id, key, it, mine, ver, pending, now)
+}
+
+// resolve returns the newer of this instance's copy (mine, at version ver) and the stored
+// item it (nil if none), and keeps it as this instance's.
+func (s *Store) resolve(id, key string, it *record.Item, mine *Session, ver string, pending bool, now time.Time) (*Session, error) {
 	if it != nil && it.State == record.Destroyed {
 		// Logged out elsewhere: final, whatever this instance still holds or meant to send.
-		s.mu.Lock()
-		s.revoked[key] = now.Add(revokedFor)
-		s.cache.drop(key)
-		s.mu.Unlock()
+		s.revoke(key)
 		return nil, ErrNotFound
 	}
 	// This instance's changes not yet applied (or not yet sent) are newer than the table.
@@ -516,32 +561,74 @@ func fromItem(it *record.Item) *Session {
 	}
 }
 
-// revokedFor is how long this instance refuses an id it saw destroyed, in memory; the
-// table's tombstone outlives every op of the session anyway.
-const revokedFor = 24 * time.Hour
+// revoke makes this instance refuse key at once and forget its copy: the session was
+// destroyed here or elsewhere. It is remembered for PurgeDelay; the table's tombstone
+// outlives every op of the session anyway.
+func (s *Store) revoke(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.revokeLocked(key)
+}
+
+func (s *Store) revokeLocked(key string) {
+	s.revoked[key] = time.Now().Add(s.cfg.PurgeDelay)
+	s.cache.drop(key)
+}
 
 // Destroy ends the session everywhere (logout): it publishes a tombstone (ha) or removes
 // the file (file), and this instance refuses the id at once. A destroy is sent at once
 // whatever the frequency; while degraded, it is kept and sent first when the bus is back.
-// Destroying an unknown id is not an error.
+// With notices on, every instance in scope drops its copy too. An explicit logout of a
+// session in an SSO group ends every session of that group (its user's); a timeout ends
+// only its own. Destroying an unknown id is not an error.
 func (s *Store) Destroy(ctx context.Context, id string) error {
 	if !s.enter() {
 		return ErrClosed
 	}
 	defer s.leave()
-	s.stats.requests.Add(1)
-	s.stats.deletes.Add(1)
 	if !validID(id) {
+		s.stats.requests.Add(1)
+		s.stats.deletes.Add(1)
 		return nil
 	}
 	hashed := events.HashID(id)
+	principal, group := s.groupOf(ctx, record.Key(s.cfg.Cluster, hashed))
+	if err := s.destroy(ctx, hashed, "logout"); err != nil {
+		return err
+	}
+	if group == "" {
+		return nil
+	}
+	return s.destroyWhere(ctx, principal, "sso-group", func(e record.Entry) bool { return e.Group == group })
+}
+
+// groupOf returns the principal and SSO group of key, from memory or the table; "" if
+// unknown.
+func (s *Store) groupOf(ctx context.Context, key string) (principal, group string) {
+	s.mu.Lock()
+	if e := s.cache.get(key); e != nil {
+		principal, group = e.sess.principal, e.sess.group
+	}
+	s.mu.Unlock()
+	if principal != "" || s.table == nil {
+		return principal, group
+	}
+	if it, err := s.table.Get(ctx, key); err == nil && it != nil {
+		return it.Principal, it.Group
+	}
+	return "", ""
+}
+
+// destroy ends the session whose hashed id is hashed: see Destroy.
+func (s *Store) destroy(ctx context.Context, hashed, reason string) error {
+	s.stats.requests.Add(1)
+	s.stats.deletes.Add(1)
 	key := record.Key(s.cfg.Cluster, hashed)
 	s.mu.Lock()
-	s.revoked[key] = time.Now().Add(revokedFor)
-	s.cache.drop(key)
+	s.revokeLocked(key)
 	var op *outOp
 	if s.bus != nil {
-		d, err := s.destroyLocked(key, hashed)
+		d, err := s.destroyLocked(key, hashed, reason)
 		if err != nil {
 			s.mu.Unlock()
 			return err
@@ -561,18 +648,48 @@ func (s *Store) Destroy(ctx context.Context, id string) error {
 	if op == nil {
 		return nil
 	}
-	return s.sendNow(ctx, op)
+	if err := s.sendNow(ctx, op); err != nil {
+		return err
+	}
+	s.notify(ctx, hashed, reason)
+	return nil
+}
+
+// notify publishes a destroy notice, so that the instances in scope drop their copy at
+// once. It is a fast path only: the tombstone is the guarantee, so a failure is logged.
+func (s *Store) notify(ctx context.Context, hashed, reason string) {
+	if s.cfg.NoticeScope == NoticeOff || s.Mode() != ModeFailover {
+		return
+	}
+	body, err := events.EncodeNotice(&events.Notice{
+		V: events.SchemaVersion, Cluster: s.cfg.Cluster, ID: hashed, Site: s.cfg.Site,
+		Writer: s.cfg.InstanceID, At: time.Now().UnixMilli(), Reason: reason,
+	})
+	if err != nil {
+		s.log.Error("destroy notice not encodable", "reason", err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PublishTimeout)
+	defer cancel()
+	if _, err := s.bus.Publish(ctx, &sns.PublishInput{
+		TopicArn: aws.String(s.cfg.NoticeTopicARN), Message: aws.String(string(body)),
+		MessageAttributes: map[string]snstypes.MessageAttributeValue{
+			"site": {DataType: aws.String("String"), StringValue: aws.String(s.cfg.Site)},
+		},
+	}); err != nil {
+		s.log.Warn("destroy notice not published; other instances learn it from the table", "reason", err.Error())
+	}
 }
 
 // destroyLocked queues the tombstone of key until it is sent.
-func (s *Store) destroyLocked(key, hashed string) (*pendingDestroy, error) {
+func (s *Store) destroyLocked(key, hashed, reason string) (*pendingDestroy, error) {
 	if d, ok := s.destroys[key]; ok {
 		return d, nil
 	}
 	body, err := events.EncodeSessionOp(&events.SessionOp{
 		V: events.SchemaVersion, Op: events.OpDestroy, Cluster: s.cfg.Cluster, ID: hashed,
 		Version: s.clock.next(), Writer: s.cfg.InstanceID, Site: s.cfg.Site, At: time.Now().UnixMilli(),
-		Reason: "logout",
+		Reason: reason,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
