@@ -53,8 +53,10 @@ local: $(DEPS)
 	exec bin/localsite $(LOCAL_FLAGS)
 
 ## test: format, vet, and every test (emulators included; fuzz seed corpora run as tests)
+## (files tests save, such as the browser test's screenshot, go to test-output/)
 test: deps fmt-check vet
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	mkdir -p test-output
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -artifacts -outputdir $(CURDIR)/test-output ./...
 
 vet:
 	$(GO) vet ./...
@@ -80,7 +82,7 @@ bench: $(DEPS)
 	$(GO) test -count=1 -timeout 15m -run '^TestBench$$' -v ./test/bench -sessionha.bench $(BENCH_FLAGS)
 
 clean:
-	rm -rf bin local/.run cdk.out
+	rm -rf bin local/.run cdk.out test-output
 
 # --- AWS: the CDK app in infra/ (cdk.json), run by the CLI pinned in infra/package.json ---
 # Installed when infra/package-lock.json changes (npm ci), not on every run.

@@ -9,12 +9,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/sessionha/sessionha/local/demo"
 	"github.com/sessionha/sessionha/local/emulator"
 	"github.com/sessionha/sessionha/local/site"
 )
@@ -32,6 +34,7 @@ func run() int {
 	region := fs.String("region", "us-east-1", "AWS `region` the site pretends to be in")
 	edgePort := fs.Int("edge-port", 4566, "the edge `port` on 127.0.0.1 that SDK clients use")
 	runDir := fs.String("run-dir", "", "`dir` for site.env, logs and bootstraps (default local/.run)")
+	demoAddr := fs.String("demo-addr", "127.0.0.1:8080", "`address` of the demo auth site (127.0.0.1:PORT; \"off\" for none)")
 	verbose := fs.Bool("v", false, "log the site's progress")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: localsite [flags]\n\nRuns a sessionha site locally until interrupted.\n\n")
@@ -45,6 +48,10 @@ func run() int {
 	}
 	if *edgePort < 1 || *edgePort > 65535 {
 		fmt.Fprintf(os.Stderr, "localsite: -edge-port %d: want 1-65535\n", *edgePort)
+		return 2
+	}
+	if host, _, err := net.SplitHostPort(*demoAddr); *demoAddr != "off" && (err != nil || host != "127.0.0.1") {
+		fmt.Fprintf(os.Stderr, "localsite: -demo-addr %q: want 127.0.0.1:PORT, or off\n", *demoAddr)
 		return 2
 	}
 	dir, err := emulator.LocalDir()
@@ -88,6 +95,18 @@ func run() int {
 		return 1
 	}
 	defer os.Remove(envPath) // whenever we return, the site it describes is gone
+	demoLine := "off"
+	if *demoAddr != "off" {
+		d, err := demo.Start(ctx, demo.Options{
+			Addr: *demoAddr, Env: s.Env(), ModuleRoot: filepath.Dir(dir), BinDir: filepath.Join(*runDir, "bin"), Logger: log,
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "localsite: the demo auth site did not come up:", err)
+			return 1
+		}
+		defer d.Stop()
+		demoLine = d.URL() + "   (two auth server instances behind a sticky proxy)"
+	}
 	// make local runs from the module root: name site.env relative to it when inside it.
 	source := envPath
 	if rel, err := filepath.Rel(filepath.Dir(dir), envPath); err == nil && filepath.IsLocal(rel) {
@@ -99,13 +118,14 @@ func run() int {
   fauxqs (sns, sqs)    %s   (pid %d)
   table                %s
   ops topic            %s
-  functions            sessionop (real bootstrap under the local Lambda runner)
+  functions            sessionop, sessionquery (real bootstraps under the local Lambda runner)
+  demo auth site       %s
   logs                 %s
 Configure a client:  set -a; . %s; set +a; export SESSIONHA_INSTANCE_ID=auth-1
 Stop with Ctrl-C.
 `, *name, time.Since(began).Seconds(), s.EdgeURL(), s.DynamoDB.Endpoint, s.DynamoDB.PID(),
 		s.Fauxqs.Endpoint, s.Fauxqs.PID(), s.Outputs.Table, s.Outputs.TopicARNs["ops"],
-		filepath.Join(*runDir, "logs"), source)
+		demoLine, filepath.Join(*runDir, "logs"), source)
 
 	select {
 	case <-ctx.Done():

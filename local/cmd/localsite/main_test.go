@@ -10,8 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,7 +63,8 @@ func TestUpClientStop(t *testing.T) {
 	port := freePort(t)
 	runDir := t.TempDir()
 	envPath := filepath.Join(runDir, "site.env")
-	p := startLocalsite(t, "-edge-port", strconv.Itoa(port), "-run-dir", runDir)
+	demoPort := freePort(t)
+	p := startLocalsite(t, "-edge-port", strconv.Itoa(port), "-run-dir", runDir, "-demo-addr", fmt.Sprintf("127.0.0.1:%d", demoPort))
 
 	// Up: site.env appears, then the summary.
 	waitFor(t, p, upDeadline, "site.env to be written", func() bool {
@@ -77,7 +80,8 @@ func TestUpClientStop(t *testing.T) {
 		return strings.Contains(p.stdout.String(), "Stop with Ctrl-C.")
 	})
 	summary := p.stdout.String()
-	for _, want := range []string{`sessionha site "local" is up`, "edge (all services)  " + edgeURL, "Stop with Ctrl-C."} {
+	demoURL := fmt.Sprintf("http://127.0.0.1:%d", demoPort)
+	for _, want := range []string{`sessionha site "local" is up`, "edge (all services)  " + edgeURL, "demo auth site       " + demoURL, "Stop with Ctrl-C."} {
 		if !strings.Contains(summary, want) {
 			t.Errorf("summary lacks %q:\n%s", want, summary)
 		}
@@ -103,6 +107,18 @@ func TestUpClientStop(t *testing.T) {
 			t.Errorf("%s pid %d is not a descendant of localsite (pid %d); descendants %v", name, pid, p.pid(), desc)
 		}
 	}
+
+	// The demo auth site answers with its login page, from one of its two instances.
+	if resp, err := http.Get(demoURL); err != nil {
+		t.Errorf("demo site: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "sessionha demo") || !strings.Contains(string(body), `id="login"`) {
+			t.Errorf("demo site: %s\n%s", resp.Status, body)
+		}
+	}
+	p.collectDescendants() // the demo's instances too
 
 	// site.env: everything a client reads but the instance id, pointing at the edge port.
 	if st, err := os.Stat(envPath); err == nil && st.Mode().Perm() != 0o600 {
@@ -225,7 +241,7 @@ func TestEdgePortTaken(t *testing.T) {
 	defer l.Close()
 	port := l.Addr().(*net.TCPAddr).Port
 	runDir := t.TempDir()
-	p := startLocalsite(t, "-edge-port", strconv.Itoa(port), "-run-dir", runDir)
+	p := startLocalsite(t, "-edge-port", strconv.Itoa(port), "-run-dir", runDir, "-demo-addr", "off")
 	select {
 	case <-p.done:
 	case <-time.After(upDeadline):
@@ -248,7 +264,7 @@ func TestEdgePortTaken(t *testing.T) {
 
 // TestBadEdgePort: an out-of-range port is a usage error (exit 2) naming the flag.
 func TestBadEdgePort(t *testing.T) {
-	p := startLocalsite(t, "-edge-port", "70000", "-run-dir", t.TempDir())
+	p := startLocalsite(t, "-edge-port", "70000", "-run-dir", t.TempDir(), "-demo-addr", "off")
 	select {
 	case <-p.done:
 	case <-time.After(30 * time.Second):
@@ -269,7 +285,7 @@ func TestBadEdgePort(t *testing.T) {
 // site.env or summary is left claiming a site is up.
 func TestInterruptedStart(t *testing.T) {
 	runDir := t.TempDir()
-	p := startLocalsite(t, "-edge-port", strconv.Itoa(freePort(t)), "-run-dir", runDir)
+	p := startLocalsite(t, "-edge-port", strconv.Itoa(freePort(t)), "-run-dir", runDir, "-demo-addr", "off")
 	waitFor(t, p, upDeadline, "DynamoDB Local and fauxqs to be started", func() bool {
 		names := p.descendantNames()
 		return hasName(names, "java") && hasName(names, "node")
