@@ -17,7 +17,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/smithy-go/middleware"
@@ -27,6 +26,7 @@ import (
 	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/infra/topology"
 	"github.com/sessionha/sessionha/internal/record"
+	"github.com/sessionha/sessionha/local/localtest"
 	"github.com/sessionha/sessionha/local/site"
 )
 
@@ -42,10 +42,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
-	theSite, err = site.Start(context.Background(), site.Options{
-		EdgePort: -1, RunDir: tmp,
-		Settings: topology.Settings{VisibilityTimeout: 2 * time.Second, FunctionTimeout: 2 * time.Second},
-	})
+	theSite, err = localtest.Site(context.Background(), tmp, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start local site:", err)
 		return 1
@@ -276,17 +273,7 @@ func item(t *testing.T, id string) *record.Item {
 // eventually polls cond until it holds or a generous deadline passes.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 45s; last: %s", what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	localtest.Eventually(t, what, cond)
 }
 
 // loads polls until store loads id with the given cart.

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/sessionha/sessionha/client"
 	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/infra/topology"
 	"github.com/sessionha/sessionha/internal/record"
+	"github.com/sessionha/sessionha/local/localtest"
 	"github.com/sessionha/sessionha/local/site"
 )
 
@@ -26,10 +26,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
-	theSite, err = site.Start(context.Background(), site.Options{
-		EdgePort: -1, RunDir: tmp,
-		Settings: topology.Settings{VisibilityTimeout: 2 * time.Second, FunctionTimeout: 2 * time.Second},
-	})
+	theSite, err = localtest.Site(context.Background(), tmp, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start local site:", err)
 		return 1
@@ -66,15 +63,5 @@ func item(t *testing.T, token string) *record.Item {
 // eventually polls cond until it holds or a generous deadline passes.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 45s; last: %s", what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	localtest.Eventually(t, what, cond)
 }

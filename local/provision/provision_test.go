@@ -1,4 +1,4 @@
-package provision
+package provision_test
 
 import (
 	"context"
@@ -9,14 +9,14 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sessionha/sessionha/infra/topology"
-	"github.com/sessionha/sessionha/local/emulator"
+	"github.com/sessionha/sessionha/local/localtest"
+	"github.com/sessionha/sessionha/local/provision"
 )
 
 var (
@@ -29,22 +29,18 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	ctx := context.Background()
-	ddb, err := emulator.StartDynamoDB(ctx, emulator.Options{})
-	if err != nil {
+	var stopDB, stopBus func()
+	var err error
+	if db, stopDB, err = localtest.DynamoDB(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer ddb.Stop()
-	fq, err := emulator.StartFauxqs(ctx, emulator.Options{})
-	if err != nil {
+	defer stopDB()
+	if bus, q, stopBus, err = localtest.Bus(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer fq.Stop()
-	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
-	db = dynamodb.New(dynamodb.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddb.Endpoint), DisableValidateResponseChecksum: true})
-	bus = sns.New(sns.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(fq.Endpoint)})
-	q = sqs.New(sqs.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(fq.Endpoint)})
+	defer stopBus()
 	return m.Run()
 }
 
@@ -55,11 +51,11 @@ func TestApplyIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := Apply(ctx, topo, db, bus, q)
+	first, err := provision.Apply(ctx, topo, db, bus, q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := Apply(ctx, topo, db, bus, q)
+	second, err := provision.Apply(ctx, topo, db, bus, q)
 	if err != nil {
 		t.Fatalf("second Apply: %v", err)
 	}

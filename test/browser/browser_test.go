@@ -16,10 +16,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/sessionha/sessionha/infra/topology"
 	"github.com/sessionha/sessionha/local/demo"
 	"github.com/sessionha/sessionha/local/emulator"
-	"github.com/sessionha/sessionha/local/site"
+	"github.com/sessionha/sessionha/local/localtest"
 )
 
 var theDemo *demo.Demo
@@ -38,8 +37,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	ctx := context.Background()
-	s, err := site.Start(ctx, site.Options{EdgePort: -1, RunDir: tmp,
-		Settings: topology.Settings{VisibilityTimeout: 2 * time.Second, FunctionTimeout: 2 * time.Second}})
+	s, err := localtest.Site(ctx, tmp, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start local site:", err)
 		return 1
@@ -132,19 +130,10 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	return strings.TrimSpace(get(t, ctx, chromedp.Text(chromedp.CSS(sel))))
 }
 
+// eventually polls cond until it holds or a generous deadline passes.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 45s; last: %s", what, last)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	localtest.Eventually(t, what, cond)
 }
 
 // submit clicks a form's button and waits for the page the form leads to: the old

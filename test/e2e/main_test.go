@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionha/sessionha/infra/topology"
+	"github.com/sessionha/sessionha/local/localtest"
 	"github.com/sessionha/sessionha/local/site"
 )
 
@@ -46,12 +46,7 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "build authserver: %v\n%s", err, out)
 		return 1
 	}
-	theSite, err = site.Start(ctx, site.Options{
-		EdgePort: -1, RunDir: tmp, FunctionOutput: fnLog,
-		// Short visibility so that a poison message reaches the DLQ in seconds
-		// (maxReceiveCount 5 × 2 s), not minutes.
-		Settings: topology.Settings{VisibilityTimeout: 2 * time.Second, FunctionTimeout: 2 * time.Second},
-	})
+	theSite, err = localtest.Site(ctx, tmp, fnLog)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start local site:", err)
 		return 1
@@ -189,17 +184,7 @@ func (i *instance) kill() {
 // eventually polls cond until it holds or a generous deadline passes.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 45s; last: %s", what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	localtest.Eventually(t, what, cond)
 }
 
 func describe(r Reply) string {

@@ -12,13 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/sessionha/sessionha/internal/record"
-	"github.com/sessionha/sessionha/local/emulator"
+	"github.com/sessionha/sessionha/local/localtest"
 )
 
 var (
@@ -35,30 +32,20 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	ctx := context.Background()
-	ddb, err := emulator.StartDynamoDB(ctx, emulator.Options{})
-	if err != nil {
+	var stop func()
+	var err error
+	if db, stop, err = localtest.DynamoDB(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer ddb.Stop()
-	db = dynamodb.New(dynamodb.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(ddb.Endpoint),
-		Credentials:                     credentials.NewStaticCredentialsProvider("test", "test", ""),
-		DisableValidateResponseChecksum: true,
-	})
+	defer stop()
 	return m.Run()
 }
 
 func newTable(t *testing.T) *record.Table {
 	t.Helper()
 	name := fmt.Sprintf("replay-%d", time.Now().UnixNano())
-	_, err := db.CreateTable(context.Background(), &dynamodb.CreateTableInput{
-		TableName: aws.String(name), BillingMode: ddbtypes.BillingModePayPerRequest,
-		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
-		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}},
-	})
-	if err != nil {
+	if err := localtest.CreateSessionTable(context.Background(), db, name); err != nil {
 		t.Fatal(err)
 	}
 	return &record.Table{DB: db, Name: name, Grace: 10 * time.Minute, MaxAttempts: 50}

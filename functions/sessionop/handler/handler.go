@@ -92,8 +92,10 @@ func New(db record.DB, cfg Config, log *slog.Logger) (*Handler, error) {
 	}, nil
 }
 
-// The counters of a batch, published as metrics.
-var metricNames = []string{"Applied", "Unchanged", "Rejected", "Failed", "Reads", "Writes", "Conflicts"}
+// The counters of a batch, published as metrics. Destroyed counts the applied destroys
+// (logouts that reached the table), a subset of Applied: sessionctl stats shows it as
+// amsessiondb's "deletes".
+var metricNames = []string{"Applied", "Unchanged", "Rejected", "Failed", "Reads", "Writes", "Conflicts", "Destroyed"}
 
 // Handle applies every record of the batch and reports the ones that failed.
 func (h *Handler) Handle(ctx context.Context, ev lambdaevents.SQSEvent) (lambdaevents.SQSEventResponse, error) {
@@ -131,6 +133,9 @@ func (h *Handler) apply(ctx context.Context, rec *lambdaevents.SQSMessage, c *ba
 	}
 	if res == record.Written {
 		c.Add("Applied", 1)
+		if op.Op == events.OpDestroy {
+			c.Add("Destroyed", 1)
+		}
 	} else {
 		c.Add("Unchanged", 1)
 	}

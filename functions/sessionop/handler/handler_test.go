@@ -13,14 +13,11 @@ import (
 	"time"
 
 	lambdaevents "github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/internal/record"
-	"github.com/sessionha/sessionha/local/emulator"
+	"github.com/sessionha/sessionha/local/localtest"
 )
 
 var db *dynamodb.Client
@@ -32,24 +29,15 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	ctx := context.Background()
-	ddb, err := emulator.StartDynamoDB(ctx, emulator.Options{})
-	if err != nil {
+	var stop func()
+	var err error
+	if db, stop, err = localtest.DynamoDB(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer ddb.Stop()
-	db = dynamodb.New(dynamodb.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(ddb.Endpoint),
-		Credentials:                     credentials.NewStaticCredentialsProvider("test", "test", ""),
-		DisableValidateResponseChecksum: true,
-	})
-	_, err = db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName: aws.String(table), BillingMode: ddbtypes.BillingModePayPerRequest,
-		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
-		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}},
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "create table:", err)
+	defer stop()
+	if err := localtest.CreateSessionTable(ctx, db, table); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
@@ -171,7 +159,7 @@ func TestPoisonFailsAlone(t *testing.T) {
 
 // TestStaleDuplicateAndDestroy: a stale or duplicate op changes nothing; a destroy is final.
 func TestStaleDuplicateAndDestroy(t *testing.T) {
-	h, _, _ := newHandler(t)
+	h, _, metrics := newHandler(t)
 	ctx := context.Background()
 	create, _ := op(events.OpCreate, 100<<16, map[string][]byte{"a": []byte("1")})
 	save := *create
@@ -200,10 +188,24 @@ func TestStaleDuplicateAndDestroy(t *testing.T) {
 		t.Fatalf("an older create overwrote a newer save: %q", it.Attrs["a"])
 	}
 	deliver(&destroy) // older version than the save, yet final
+	deliver(&destroy) // a duplicate destroy changes nothing
 	deliver(&newer, create, &save)
 	it := get(t, create)
 	if it.State != record.Destroyed || it.Readable(time.Now()) {
 		t.Fatalf("ops after a destroy revived the session: %+v", it)
+	}
+	// Destroyed counts the destroys applied: one, not its duplicate (one EMF line per batch).
+	var destroyed, applied float64
+	for _, line := range strings.Split(strings.TrimSpace(metrics.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("metrics line is not JSON: %v", err)
+		}
+		destroyed += m["Destroyed"].(float64)
+		applied += m["Applied"].(float64)
+	}
+	if destroyed != 1 || applied != 2 {
+		t.Errorf("metrics count %v destroys and %v applied ops; want 1 and 2 (the save and the destroy)", destroyed, applied)
 	}
 }
 

@@ -13,16 +13,14 @@ import (
 
 	lambdaevents "github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/internal/record"
-	"github.com/sessionha/sessionha/local/emulator"
+	"github.com/sessionha/sessionha/local/localtest"
 )
 
 var (
@@ -38,27 +36,19 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	ctx := context.Background()
-	ddb, err := emulator.StartDynamoDB(ctx, emulator.Options{})
-	if err != nil {
+	var stopDB, stopBus func()
+	var err error
+	if db, stopDB, err = localtest.DynamoDB(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer ddb.Stop()
-	fq, err := emulator.StartFauxqs(ctx, emulator.Options{})
-	if err != nil {
+	defer stopDB()
+	if bus, q, stopBus, err = localtest.Bus(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer fq.Stop()
-	creds := credentials.NewStaticCredentialsProvider("test", "test", "")
-	db = dynamodb.New(dynamodb.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(ddb.Endpoint), DisableValidateResponseChecksum: true})
-	bus = sns.New(sns.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(fq.Endpoint)})
-	q = sqs.New(sqs.Options{Region: "us-east-1", Credentials: creds, BaseEndpoint: aws.String(fq.Endpoint)})
-	if _, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName: aws.String(table), BillingMode: ddbtypes.BillingModePayPerRequest,
-		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
-		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}},
-	}); err != nil {
+	defer stopBus()
+	if err := localtest.CreateSessionTable(ctx, db, table); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -1,0 +1,95 @@
+// Package localtest starts what tests need from the local stack, the same way in every
+// package: DynamoDB Local with a client, fauxqs with SNS and SQS clients, or a whole site
+// with the short timeouts tests want; and it polls for conditions with one generous
+// deadline. Everything it starts is stopped by the func it returns.
+package localtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/sessionha/sessionha/infra/topology"
+	"github.com/sessionha/sessionha/local/emulator"
+	"github.com/sessionha/sessionha/local/site"
+)
+
+var creds = credentials.NewStaticCredentialsProvider(site.AccessKeyID, site.SecretAccessKey, "")
+
+// DynamoDB starts DynamoDB Local and returns a client for it and the func that stops it.
+func DynamoDB(ctx context.Context) (*dynamodb.Client, func(), error) {
+	ddb, err := emulator.StartDynamoDB(ctx, emulator.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	db := dynamodb.New(dynamodb.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(ddb.Endpoint), Credentials: creds,
+		DisableValidateResponseChecksum: true, // DynamoDB Local's 400s carry no CRC32
+	})
+	return db, ddb.Stop, nil
+}
+
+// Bus starts fauxqs and returns SNS and SQS clients for it and the func that stops it.
+func Bus(ctx context.Context) (*sns.Client, *sqs.Client, func(), error) {
+	fq, err := emulator.StartFauxqs(ctx, emulator.Options{})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ep := aws.String(fq.Endpoint)
+	return sns.New(sns.Options{Region: "us-east-1", BaseEndpoint: ep, Credentials: creds}),
+		sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: ep, Credentials: creds}), fq.Stop, nil
+}
+
+// CreateSessionTable makes a table keyed like the session table (pk), without the rest
+// of the topology.
+func CreateSessionTable(ctx context.Context, db *dynamodb.Client, name string) error {
+	_, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: aws.String(name), BillingMode: ddbtypes.BillingModePayPerRequest,
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(topology.PartitionKey), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(topology.PartitionKey), KeyType: ddbtypes.KeyTypeHash}},
+	})
+	if err != nil {
+		return fmt.Errorf("create table %s: %w", name, err)
+	}
+	return nil
+}
+
+// Site starts a whole local site on free ports, with logs and bootstraps in runDir and
+// the functions' output also in fnOut (may be nil). Its queues' visibility timeout and
+// its functions' timeout are 2 s, so that a poison message reaches its DLQ in seconds
+// (maxReceiveCount 5 × 2 s), not minutes.
+func Site(ctx context.Context, runDir string, fnOut io.Writer) (*site.Site, error) {
+	return site.Start(ctx, site.Options{
+		EdgePort: -1, RunDir: runDir, FunctionOutput: fnOut,
+		Settings: topology.Settings{VisibilityTimeout: 2 * time.Second, FunctionTimeout: 2 * time.Second},
+	})
+}
+
+// Deadline is how long Eventually waits: generous, for a loaded CI machine.
+const Deadline = 45 * time.Second
+
+// Eventually polls cond until it holds, or fails the test after Deadline with what and
+// cond's last account of itself.
+func Eventually(t testing.TB, what string, cond func() (ok bool, last string)) {
+	t.Helper()
+	deadline := time.Now().Add(Deadline)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s; last: %s", what, Deadline, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
