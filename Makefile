@@ -75,7 +75,7 @@ SOAK_HISTORIES ?= 10000
 soak: $(DEPS)
 	$(GO) test -count=1 -timeout 30m -run '^TestReplay$$' -v ./test/replay -histories $(SOAK_HISTORIES) $(if $(SEED),-seed $(SEED))
 
-## bench: measure DESIGN.md's "Numbers to hold" against the raw emulators (a few minutes;
+## bench: measure DESIGN.md's "Numbers to hold" against the raw emulators (about a minute;
 ## never part of make test) and write BENCHMARKS.md and the README's Numbers table.
 ## BENCH_FLAGS='-sessionha.cpuprofile /tmp/pipeline.prof -sessionha.fnprofile /tmp/fn' profiles.
 bench: $(DEPS)

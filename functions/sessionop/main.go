@@ -6,8 +6,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"syscall"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -18,6 +23,9 @@ import (
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if dir := os.Getenv("SESSIONHA_CPUPROFILE"); dir != "" {
+		profile(dir, log)
+	}
 	cfg, err := handler.ConfigFromEnv()
 	if err != nil {
 		log.Error("bad configuration", "reason", err.Error())
@@ -34,4 +42,26 @@ func main() {
 		os.Exit(1)
 	}
 	lambda.Start(h.Handle)
+}
+
+// profile writes a CPU profile of this process to dir/sessionop-PID.prof until SIGTERM,
+// which the local Lambda runner sends when it stops an environment. It is for the
+// benchmark (make bench -sessionha.fnprofile); Lambda never sets SESSIONHA_CPUPROFILE.
+func profile(dir string, log *slog.Logger) {
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("sessionop-%d.prof", os.Getpid())))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		log.Error("cpu profile", "reason", err.Error())
+		return
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM)
+	go func() {
+		<-stop
+		pprof.StopCPUProfile()
+		f.Close()
+		os.Exit(0)
+	}()
 }

@@ -61,6 +61,13 @@ func (t *Table) Get(ctx context.Context, key string) (*Item, error) {
 
 // Apply merges op into its stored item: one consistent read and at most one conditional
 // write per round, a new round only when another writer changed the item in between.
+//
+// Two shortcuts spare the read. A create that would write a fresh item (the usual case:
+// nothing of the session is stored yet) is put at once, on the condition that no item
+// exists; and a conditional write that loses returns the item that beat it
+// (ReturnValuesOnConditionCheckFailure), which the next round merges into without
+// reading again. Either way the round that writes merged op into the item as stored, so
+// the result is the read-merge-put's.
 func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 	var st Stats
 	now := time.Now
@@ -71,17 +78,35 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 	if attempts == 0 {
 		attempts = 5
 	}
-	for range attempts {
-		cur, err := t.Get(ctx, op.Key)
-		st.Reads++
-		if err != nil {
-			return Unchanged, st, err
+	var (
+		cur   *Item
+		known bool // cur is the stored item as of a call just made: no need to read it
+	)
+	if op.Kind == Create {
+		// Optimistic: assume nothing is stored. If Merge would not write a fresh item
+		// (a create expired on arrival), read as usual: a tombstone may need extending.
+		if _, changed := Merge(nil, op, now(), t.Grace); changed {
+			known = true
 		}
+	}
+	for range attempts {
+		if !known {
+			var err error
+			cur, err = t.Get(ctx, op.Key)
+			st.Reads++
+			if err != nil {
+				return Unchanged, st, err
+			}
+		}
+		known = false
 		next, changed := Merge(cur, op, now(), t.Grace)
 		if !changed {
 			return Unchanged, st, nil
 		}
-		in := &dynamodb.PutItemInput{TableName: aws.String(t.Name)}
+		in := &dynamodb.PutItemInput{
+			TableName:                           aws.String(t.Name),
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}
 		if cur == nil {
 			in.ConditionExpression = aws.String("attribute_not_exists(pk)")
 			next.Rev = 1
@@ -93,11 +118,20 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 			next.Rev = cur.Rev + 1
 		}
 		in.Item = Marshal(next)
-		_, err = t.DB.PutItem(ctx, in)
+		_, err := t.DB.PutItem(ctx, in)
 		st.Writes++
 		var lost *types.ConditionalCheckFailedException
 		if errors.As(err, &lost) {
 			st.Conflicts++
+			// Merge into the item that beat us next round; if the answer does not carry it
+			// (deleted meanwhile, or a store without ReturnValuesOnConditionCheckFailure),
+			// read it.
+			if len(lost.Item) > 0 {
+				if cur, err = Unmarshal(lost.Item); err != nil {
+					return Unchanged, st, err
+				}
+				known = true
+			}
 			continue
 		}
 		if err != nil {

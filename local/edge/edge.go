@@ -39,6 +39,10 @@ import (
 // HealthPath is answered by the gateway itself (GET only), never forwarded.
 const HealthPath = "/_edge/health"
 
+// LocalPrefix starts the paths of the local stack's own endpoints (Handle), which no
+// AWS API uses, so they never shadow a request for an emulator.
+const LocalPrefix = "/_local/"
+
 // Unroutable is the Stats key counting requests no route matched.
 const Unroutable = "unroutable"
 
@@ -92,6 +96,8 @@ type Gateway struct {
 	transport *http.Transport
 	counts    map[string]*atomic.Int64 // fixed at New: one per route, plus Unroutable
 	holding   atomic.Int64             // requests held by FaultBlackhole now
+	// local holds the handlers of Handle, by path; replaced whole on every Handle.
+	local atomic.Pointer[map[string]http.Handler]
 
 	mu     sync.RWMutex
 	faults map[string]Fault
@@ -180,6 +186,28 @@ func (g *Gateway) newProxy(svc string, target *url.URL) *httputil.ReverseProxy {
 	}
 }
 
+// Handle makes the gateway answer requests for path itself with h, instead of forwarding
+// them: the local stack's own endpoints, such as the functions' metrics. path must start
+// with LocalPrefix. Handle may be called while the gateway serves; a second handler for
+// the same path replaces the first.
+func (g *Gateway) Handle(path string, h http.Handler) error {
+	if !strings.HasPrefix(path, LocalPrefix) || len(path) == len(LocalPrefix) || h == nil {
+		return fmt.Errorf("edge: Handle(%q): want a path under %s and a handler", path, LocalPrefix)
+	}
+	g.mu.Lock() // serialises writers; readers load the map without a lock
+	defer g.mu.Unlock()
+	m := map[string]http.Handler{path: h}
+	if old := g.local.Load(); old != nil {
+		for k, v := range *old {
+			if k != path {
+				m[k] = v
+			}
+		}
+	}
+	g.local.Store(&m)
+	return nil
+}
+
 // SetFault injects f into service's requests from now on; FaultNone clears it.
 // Requests already held by FaultBlackhole are released (with 503) when it is cleared.
 func (g *Gateway) SetFault(service string, f Fault) {
@@ -228,6 +256,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == HealthPath && r.Method == http.MethodGet {
 		g.health(w, r)
 		return
+	}
+	if strings.HasPrefix(r.URL.Path, LocalPrefix) {
+		if m := g.local.Load(); m != nil {
+			if h, ok := (*m)[r.URL.Path]; ok {
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
 	}
 	svc := serviceOf(r)
 	proxy, ok := g.proxies[svc]

@@ -721,3 +721,40 @@ func BenchmarkEdge(b *testing.B) {
 		})
 	}
 }
+
+// TestHandleLocal: a path under /_local/ is answered by its handler, never forwarded;
+// other paths still reach the emulators; bad paths are refused.
+func TestHandleLocal(t *testing.T) {
+	if err := gw.Handle("/_local/ping", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "pong")
+	})); err != nil {
+		t.Fatal(err)
+	}
+	before := gw.Stats()
+	resp, err := http.Get(srv.URL() + "/_local/ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "pong" {
+		t.Errorf("GET /_local/ping: %d %q, want 200 pong", resp.StatusCode, body)
+	}
+	if after := gw.Stats(); after[Unroutable] != before[Unroutable] {
+		t.Errorf("a local path was routed as a service request: %v -> %v", before, after)
+	}
+	// A /_local/ path with no handler is not the gateway's: routed like any request.
+	resp, err = http.Get(srv.URL() + "/_local/none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("GET /_local/none: %d, want 400 (no route)", resp.StatusCode)
+	}
+	for _, bad := range []string{"/metrics", "/_local/", "_local/x"} {
+		if err := gw.Handle(bad, http.NotFoundHandler()); err == nil {
+			t.Errorf("Handle(%q) accepted", bad)
+		}
+	}
+}

@@ -14,12 +14,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sessionha/sessionha/infra/topology"
+	"github.com/sessionha/sessionha/internal/tablespec"
 )
 
 // DynamoDB is the part of the DynamoDB API the provisioner calls.
@@ -85,72 +85,14 @@ func Apply(ctx context.Context, t topology.Topology, db DynamoDB, bus SNS, q SQS
 	return out, nil
 }
 
+// table creates the table, or checks and completes it, as sessionctl create-store does.
 func table(ctx context.Context, db DynamoDB, t topology.Table) error {
-	_, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(t.Name)})
-	var notFound *ddbtypes.ResourceNotFoundException
-	switch {
-	case errors.As(err, &notFound):
-		in := &dynamodb.CreateTableInput{
-			TableName:            aws.String(t.Name),
-			BillingMode:          ddbtypes.BillingModePayPerRequest,
-			AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(t.PartitionKey), AttributeType: ddbtypes.ScalarAttributeTypeS}},
-			KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(t.PartitionKey), KeyType: ddbtypes.KeyTypeHash}},
-			StreamSpecification:  &ddbtypes.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: ddbtypes.StreamViewTypeNewAndOldImages},
-		}
-		for _, ix := range t.Indexes {
-			in.AttributeDefinitions = append(in.AttributeDefinitions,
-				ddbtypes.AttributeDefinition{AttributeName: aws.String(ix.PartitionKey), AttributeType: ddbtypes.ScalarAttributeTypeS},
-				ddbtypes.AttributeDefinition{AttributeName: aws.String(ix.SortKey), AttributeType: ddbtypes.ScalarAttributeTypeN})
-			in.GlobalSecondaryIndexes = append(in.GlobalSecondaryIndexes, ddbtypes.GlobalSecondaryIndex{
-				IndexName: aws.String(ix.Name),
-				KeySchema: []ddbtypes.KeySchemaElement{
-					{AttributeName: aws.String(ix.PartitionKey), KeyType: ddbtypes.KeyTypeHash},
-					{AttributeName: aws.String(ix.SortKey), KeyType: ddbtypes.KeyTypeRange},
-				},
-				Projection: &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionTypeInclude, NonKeyAttributes: ix.Include},
-			})
-		}
-		_, err = db.CreateTable(ctx, in)
-		var inUse *ddbtypes.ResourceInUseException
-		if err != nil && !errors.As(err, &inUse) {
-			return err
-		}
-		if err := waitActive(ctx, db, t.Name); err != nil {
-			return err
-		}
-	case err != nil:
-		return err
+	spec := tablespec.Spec{Name: t.Name, PartitionKey: t.PartitionKey, TTLAttribute: t.TTLAttribute}
+	for _, ix := range t.Indexes {
+		spec.Indexes = append(spec.Indexes, tablespec.Index{Name: ix.Name, PartitionKey: ix.PartitionKey, SortKey: ix.SortKey, Include: ix.Include})
 	}
-	ttl, err := db.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(t.Name)})
-	if err != nil {
-		return err
-	}
-	if d := ttl.TimeToLiveDescription; d != nil && d.TimeToLiveStatus == ddbtypes.TimeToLiveStatusEnabled && aws.ToString(d.AttributeName) == t.TTLAttribute {
-		return nil
-	}
-	_, err = db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
-		TableName:               aws.String(t.Name),
-		TimeToLiveSpecification: &ddbtypes.TimeToLiveSpecification{AttributeName: aws.String(t.TTLAttribute), Enabled: aws.Bool(true)},
-	})
+	_, err := tablespec.Ensure(ctx, db, spec)
 	return err
-}
-
-func waitActive(ctx context.Context, db DynamoDB, name string) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		d, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)})
-		if err == nil && d.Table.TableStatus == ddbtypes.TableStatusActive {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("table %s not active within 60s (last error: %v)", name, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 func seconds(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }

@@ -31,6 +31,7 @@ import (
 	"github.com/sessionha/sessionha/local/edge"
 	"github.com/sessionha/sessionha/local/emulator"
 	"github.com/sessionha/sessionha/local/lambdarunner"
+	"github.com/sessionha/sessionha/local/metrics"
 	"github.com/sessionha/sessionha/local/provision"
 )
 
@@ -55,6 +56,10 @@ type Options struct {
 	// FunctionOutput receives every line the functions print (JSON logs, metrics), in
 	// addition to RunDir/logs/functions.log. Default none.
 	FunctionOutput io.Writer
+	// FunctionEnv adds variables to every function's environment, such as
+	// SESSIONHA_CPUPROFILE (a directory: sessionop writes a CPU profile there, for the
+	// benchmark). Default none.
+	FunctionEnv map[string]string
 	// Logger receives the site's own progress. Default: discard.
 	Logger *slog.Logger
 	// StartTimeout bounds each emulator's start. Default 60 s.
@@ -78,8 +83,12 @@ type Site struct {
 	Functions map[string]*lambdarunner.Func // by topology function ID
 	// AWS is an SDK configuration that reaches the site through the edge port.
 	AWS aws.Config
+	// Metrics sums the functions' EMF metric lines, as CloudWatch would on AWS; the edge
+	// serves it at metrics.Path (SESSIONHA_METRICS_URL in Env).
+	Metrics *metrics.Collector
 
 	edgeSrv  *edge.Server
+	fnEnv    map[string]string
 	logFile  *os.File
 	stopOnce sync.Once
 }
@@ -114,7 +123,7 @@ func Start(ctx context.Context, o Options) (_ *Site, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Site{Topology: topo, Functions: map[string]*lambdarunner.Func{}}
+	s := &Site{Topology: topo, Functions: map[string]*lambdarunner.Func{}, Metrics: metrics.New("sessionha"), fnEnv: o.FunctionEnv}
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -158,6 +167,9 @@ func Start(ctx context.Context, o Options) (_ *Site, err error) {
 		return nil, err
 	}
 	s.Edge = gw
+	if err := gw.Handle(metrics.Path, s.Metrics); err != nil {
+		return nil, err
+	}
 	port := max(o.EdgePort, 0)
 	if s.edgeSrv, err = edge.Listen(fmt.Sprintf("127.0.0.1:%d", port), gw); err != nil {
 		return nil, err
@@ -177,9 +189,10 @@ func Start(ctx context.Context, o Options) (_ *Site, err error) {
 	if s.logFile, err = os.OpenFile(filepath.Join(logDir, "functions.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err != nil {
 		return nil, err
 	}
-	var out io.Writer = s.logFile
+	// The runner writes whole lines, one per Write, never two at once.
+	var out io.Writer = io.MultiWriter(s.logFile, s.Metrics)
 	if o.FunctionOutput != nil {
-		out = io.MultiWriter(s.logFile, o.FunctionOutput)
+		out = io.MultiWriter(s.logFile, s.Metrics, o.FunctionOutput)
 	}
 	s.Runner = lambdarunner.New(lambdarunner.Config{SQS: sq, Region: o.Region, Logger: o.Logger})
 	for _, f := range topo.Functions {
@@ -232,12 +245,15 @@ func (s *Site) functionEnv(f topology.Function) map[string]string {
 		}
 		env[k] = v
 	}
+	maps.Copy(env, s.fnEnv)
 	return env
 }
 
 // Env is what a client needs to use the site, as KEY=value lines (sorted): every
 // SESSIONHA_* variable but SESSIONHA_INSTANCE_ID (each instance sets its own), the
-// region, dummy credentials and the edge endpoint.
+// region, dummy credentials and the edge endpoint; and SESSIONHA_METRICS_URL, where
+// the edge serves the functions' counters (sessionctl stats reads it; on AWS, without
+// it, sessionctl reads CloudWatch).
 func (s *Site) Env() []string {
 	m := map[string]string{
 		"AWS_REGION":                        s.AWS.Region,
@@ -253,6 +269,7 @@ func (s *Site) Env() []string {
 		"SESSIONHA_SCOPE":                   "session",
 		"SESSIONHA_READ_PATH":               "direct",
 		"SESSIONHA_MAX_WAIT":                "5s",
+		"SESSIONHA_METRICS_URL":             s.edgeSrv.URL() + metrics.Path,
 	}
 	for _, t := range s.Topology.Topics {
 		m[t.EnvVar] = s.Outputs.TopicARNs[t.ID]
