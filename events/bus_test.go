@@ -63,7 +63,7 @@ func TestBusMessagesInvalid(t *testing.T) {
 		field string
 	}{
 		{"query without requester", 0, mutate("query.json", `"requester":"auth-c",`, ""), ErrInvalid, `"requester"`},
-		{"query short id", 0, mutate("query.json", testID, "abc"), ErrInvalid, `"id"`},
+		{"query short id", 0, mutate("query.json", testID, "abc"), ErrInvalid, `query field "id"`},
 		{"query v2", 0, mutate("query.json", `"v":1`, `"v":2`), ErrSchemaVersion, "version 2"},
 		{"query not json", 0, []byte(`{"v":1,`), ErrMalformed, ""},
 		{"reply found without session", 1, []byte(`{"v":1,"req":"r","requester":"a","status":"found","ver":"0193512e0b2a0000"}`), ErrInvalid, `"session"`},

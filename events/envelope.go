@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -87,4 +88,13 @@ func ErrorKind(err error) string {
 		return "invalid"
 	}
 	return "other"
+}
+
+// as names the message type in an error of the shared field checks, which say "session
+// op" (the first message type), so that a bad query reads "query field ...".
+func as(what string, err error) error {
+	if e, ok := err.(*eventError); ok && strings.HasPrefix(e.msg, "events: session op field ") {
+		return &eventError{msg: "events: " + what + " field " + strings.TrimPrefix(e.msg, "events: session op field "), kind: e.kind, cause: e.cause}
+	}
+	return err
 }

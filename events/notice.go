@@ -21,7 +21,9 @@ type Notice struct {
 }
 
 // Validate reports whether n obeys the rules documented on Notice.
-func (n *Notice) Validate() error {
+func (n *Notice) Validate() error { return as("notice", n.validate()) }
+
+func (n *Notice) validate() error {
 	if n == nil {
 		return &eventError{msg: "events: notice is nil", kind: ErrInvalid}
 	}

@@ -16,7 +16,9 @@ type Query struct {
 
 // Validate reports whether q obeys the rules documented on Query; errors wrap
 // ErrSchemaVersion or ErrInvalid and never contain the id.
-func (q *Query) Validate() error {
+func (q *Query) Validate() error { return as("query", q.validate()) }
+
+func (q *Query) validate() error {
 	if q == nil {
 		return &eventError{msg: "events: query is nil", kind: ErrInvalid}
 	}

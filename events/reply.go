@@ -25,7 +25,9 @@ type Reply struct {
 }
 
 // Validate reports whether r obeys the rules documented on Reply.
-func (r *Reply) Validate() error {
+func (r *Reply) Validate() error { return as("reply", r.validate()) }
+
+func (r *Reply) validate() error {
 	if r == nil {
 		return &eventError{msg: "events: reply is nil", kind: ErrInvalid}
 	}

@@ -33,7 +33,7 @@ var functionAccess = map[string]access{
 	// GetItem then PutItem with a condition; it never deletes (TTL does) and never scans.
 	topology.FunctionSessionOp: {
 		TableActions: []string{"dynamodb:GetItem", "dynamodb:PutItem"},
-		Metrics:      []string{"Applied", "Unchanged", "Rejected", "Failed", "Reads", "Writes", "Conflicts"},
+		Metrics:      []string{"Applied", "Unchanged", "Rejected", "Failed", "Reads", "Writes", "Conflicts", "Destroyed"},
 	},
 	// sessionquery answers a query with a consistent GetItem and publishes the reply on
 	// the reply topic.

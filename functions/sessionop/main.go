@@ -5,7 +5,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,10 +14,10 @@ import (
 	"syscall"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/sessionha/sessionha/functions/sessionop/handler"
+	"github.com/sessionha/sessionha/internal/lambdaenv"
 )
 
 func main() {
@@ -31,12 +30,13 @@ func main() {
 		log.Error("bad configuration", "reason", err.Error())
 		os.Exit(1)
 	}
-	awsCfg, err := config.LoadDefaultConfig(context.Background())
+	awsCfg, err := lambdaenv.Config()
 	if err != nil {
 		log.Error("aws configuration", "reason", err.Error())
 		os.Exit(1)
 	}
-	h, err := handler.New(dynamodb.NewFromConfig(awsCfg), cfg, log)
+	db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) { o.DisableValidateResponseChecksum = lambdaenv.Emulated(awsCfg) })
+	h, err := handler.New(db, cfg, log)
 	if err != nil {
 		log.Error("bad configuration", "reason", err.Error())
 		os.Exit(1)

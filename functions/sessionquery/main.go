@@ -5,16 +5,15 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/sessionha/sessionha/functions/sessionquery/handler"
+	"github.com/sessionha/sessionha/internal/lambdaenv"
 )
 
 func main() {
@@ -24,12 +23,13 @@ func main() {
 		log.Error("bad configuration", "reason", err.Error())
 		os.Exit(1)
 	}
-	awsCfg, err := config.LoadDefaultConfig(context.Background())
+	awsCfg, err := lambdaenv.Config()
 	if err != nil {
 		log.Error("aws configuration", "reason", err.Error())
 		os.Exit(1)
 	}
-	h, err := handler.New(dynamodb.NewFromConfig(awsCfg), sns.NewFromConfig(awsCfg), cfg, log)
+	db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) { o.DisableValidateResponseChecksum = lambdaenv.Emulated(awsCfg) })
+	h, err := handler.New(db, sns.NewFromConfig(awsCfg), cfg, log)
 	if err != nil {
 		log.Error("bad configuration", "reason", err.Error())
 		os.Exit(1)
