@@ -89,24 +89,29 @@ func run() int {
 		return 1
 	}
 	defer s.Stop()
-	envPath := filepath.Join(*runDir, "site.env")
-	if err := s.WriteEnv(envPath); err != nil {
-		fmt.Fprintln(os.Stderr, "localsite: write site.env:", err)
-		return 1
-	}
-	defer os.Remove(envPath) // whenever we return, the site it describes is gone
 	demoLine := "off"
 	if *demoAddr != "off" {
 		d, err := demo.Start(ctx, demo.Options{
 			Addr: *demoAddr, Env: s.Env(), ModuleRoot: filepath.Dir(dir), BinDir: filepath.Join(*runDir, "bin"), Logger: log,
 		})
 		if err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintln(os.Stderr, "localsite: interrupted while the demo was starting; stopped what had started")
+				return 1
+			}
 			fmt.Fprintln(os.Stderr, "localsite: the demo auth site did not come up:", err)
 			return 1
 		}
 		defer d.Stop()
 		demoLine = d.URL() + "   (two auth server instances behind a sticky proxy)"
 	}
+	// site.env last: when it exists, everything it describes answers.
+	envPath := filepath.Join(*runDir, "site.env")
+	if err := s.WriteEnv(envPath); err != nil {
+		fmt.Fprintln(os.Stderr, "localsite: write site.env:", err)
+		return 1
+	}
+	defer os.Remove(envPath) // whenever we return, the site it describes is gone
 	// make local runs from the module root: name site.env relative to it when inside it.
 	source := envPath
 	if rel, err := filepath.Rel(filepath.Dir(dir), envPath); err == nil && filepath.IsLocal(rel) {
