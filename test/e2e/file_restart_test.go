@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/json"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -55,42 +51,4 @@ func TestFilePersistenceSurvivesRestart(t *testing.T) {
 			t.Errorf("%s: %v %v, want mode 600", f, info.Mode(), err)
 		}
 	}
-}
-
-// startInstanceWith is startInstance with extra environment variables (later ones win).
-func startInstanceWith(t *testing.T, name string, env ...string) *instance {
-	t.Helper()
-	cmd := exec.Command(authBin)
-	cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "SESSIONHA_INSTANCE_ID=" + name}, theSite.Env()...), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := &instance{t: t, name: name, cmd: cmd, in: in, replies: make(chan Reply, 1), stderr: &lines{}}
-	cmd.Stderr = i.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var r Reply
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-				r = Reply{Err: "bad reply: " + sc.Text()}
-			}
-			i.replies <- r
-		}
-		close(i.replies)
-	}()
-	t.Cleanup(i.kill)
-	if r := i.read(); !r.OK {
-		t.Fatalf("instance %s did not start: %s", name, r.Err)
-	}
-	return i
 }

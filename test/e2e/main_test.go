@@ -113,8 +113,14 @@ type instance struct {
 // for it to be ready. It is SIGKILLed when the test ends, if still running.
 func startInstance(t *testing.T, name string) *instance {
 	t.Helper()
+	return startInstanceWith(t, name)
+}
+
+// startInstanceWith is startInstance with extra environment variables (later ones win).
+func startInstanceWith(t *testing.T, name string, env ...string) *instance {
+	t.Helper()
 	cmd := exec.Command(authBin)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "SESSIONHA_INSTANCE_ID=" + name}, theSite.Env()...)
+	cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "SESSIONHA_INSTANCE_ID=" + name}, theSite.Env()...), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, err := cmd.StdinPipe()
 	if err != nil {
