@@ -523,7 +523,10 @@ func (s *Store) resolve(id, key string, it *record.Item, mine *Session, ver stri
 		return nil, ErrNotFound
 	}
 	// This instance's changes not yet applied (or not yet sent) are newer than the table.
-	if it == nil || pending || (mine != nil && ver > it.Version) {
+	// An equal version is no proof that the table has them all: deltas apply in any
+	// order, so the item may carry this instance's last op but not an earlier one. Until
+	// someone writes a newer version, this instance's copy is the complete one.
+	if it == nil || pending || (mine != nil && ver >= it.Version) {
 		if mine == nil {
 			return nil, ErrNotFound
 		}

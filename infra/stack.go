@@ -473,9 +473,9 @@ func (s *site) authServerPolicy() awsiam.ManagedPolicy {
 			stmt("ListUserSessions", []string{"dynamodb:Query"}, indexARNs...),
 			stmt("OwnReplyQueues", []string{
 				"sqs:CreateQueue", "sqs:DeleteQueue", "sqs:ReceiveMessage", "sqs:DeleteMessage",
-				"sqs:GetQueueAttributes", "sqs:SetQueueAttributes",
+				"sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:PurgeQueue",
 			}, replyQueues),
-			stmt("SubscribeRepliesNotices", []string{"sns:Subscribe", "sns:Unsubscribe"}, topicARNs(topology.TopicReply, topology.TopicNotice)...),
+			stmt("SubscribeRepliesNotices", []string{"sns:Subscribe", "sns:Unsubscribe", "sns:ListSubscriptionsByTopic"}, topicARNs(topology.TopicReply, topology.TopicNotice)...),
 		},
 	})
 	cdknag.NagSuppressions_AddResourceSuppressions(policy, &[]*cdknag.NagPackSuppression{{

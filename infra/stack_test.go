@@ -390,9 +390,9 @@ func TestAuthServerPolicy(t *testing.T) {
 		want = append(want, on(table, "dynamodb:GetItem")...)
 		want = append(want, on(table+"/index/"+topology.IndexByPrincipal, "dynamodb:Query")...)
 		want = append(want, on(prefix+"sqs:"+sc.Region+account+reply.Name+"-*",
-			"sqs:CreateQueue", "sqs:DeleteQueue", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes")...)
+			"sqs:CreateQueue", "sqs:DeleteQueue", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:PurgeQueue")...)
 		for _, id := range []string{topology.TopicReply, topology.TopicNotice} {
-			want = append(want, on(topic(id), "sns:Subscribe", "sns:Unsubscribe")...)
+			want = append(want, on(topic(id), "sns:Subscribe", "sns:Unsubscribe", "sns:ListSubscriptionsByTopic")...)
 		}
 		slices.Sort(want)
 		if got := grants(statements(ps[0].Props["PolicyDocument"])); !slices.Equal(got, want) {
