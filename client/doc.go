@@ -42,6 +42,24 @@
 //   - MaxSessions (SESSIONHA_MAX_SESSIONS): how many sessions an instance keeps in
 //     memory, least recently used going first; an instance always reads its own writes.
 //   - PublishTimeout (SESSIONHA_PUBLISH_TIMEOUT): the longest a Save waits for the bus.
+//   - ReadPath (SESSIONHA_READ_PATH): direct (default: a strongly consistent read of the
+//     table) or bus, for instances without table access: a query on the query topic,
+//     answered by the sessionquery function on this instance's own queue, waited for at
+//     most MaxWait (SESSIONHA_MAX_WAIT, default 5 s, the old products' Maximum Wait
+//     Time), then ErrTimeout. Concurrent loads of one id share one query.
+//   - NoticeScope (SESSIONHA_NOTICE_SCOPE): off, site (default with a notice topic) or
+//     all: which destroy notices this instance publishes and takes, as OpenAM's logout
+//     broadcast; a notice makes every instance drop its copy and refuse the id at once,
+//     for PurgeDelay (SESSIONHA_PURGE_DELAY).
+//   - MaxSessionsPerPrincipal (SESSIONHA_MAX_SESSIONS_PER_PRINCIPAL): a cap on a user's
+//     sessions; the oldest goes.
+//
+// # Sessions per user
+//
+// List, Revoke and DestroyAll read and end a user's sessions through the table's
+// per-user index (persistence ha); a session is named there by its Handle, never its id.
+// Sessions created with the same Group form an SSO group: an explicit logout (Destroy)
+// of one ends them all, while a timeout ends only its own.
 //
 // # Degraded mode
 //
