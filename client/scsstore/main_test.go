@@ -2,7 +2,6 @@ package scsstore_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 
@@ -17,22 +16,8 @@ import (
 // theSite is one local site for every test of the package.
 var theSite *site.Site
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	tmp, err := os.MkdirTemp("", "sessionha-scsstore-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	theSite, err = localtest.Site(context.Background(), tmp, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start local site:", err)
-		return 1
-	}
-	defer theSite.Stop()
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(localtest.RunWithSite(m, nil, func(s *site.Site) { theSite = s }))
 }
 
 // openStore opens a client store on the site as instance id.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"testing"
 	"time"
 
@@ -92,4 +93,24 @@ func Eventually(t testing.TB, what string, cond func() (ok bool, last string)) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// RunWithSite is a TestMain for packages that share one site: it starts the site (with
+// Site's settings, logs in a temporary directory removed afterwards), hands it to set,
+// runs the tests and stops the site whatever happened. Use os.Exit(RunWithSite(m, ...)).
+func RunWithSite(m *testing.M, fnOut io.Writer, set func(*site.Site)) int {
+	tmp, err := os.MkdirTemp("", "sessionha-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	s, err := Site(context.Background(), tmp, fnOut)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start local site:", err)
+		return 1
+	}
+	defer s.Stop()
+	set(s)
+	return m.Run()
 }
