@@ -2,9 +2,9 @@ package events
 
 import "unicode/utf8"
 
-// Session is the whole state of a session as a writer saw it. Ops carry it
-// whole, never as a diff, so that applying the op with the highest Version
-// is enough to converge.
+// Session is the state of a session as a writer saw it: whole in a create or
+// save, and only its metadata (no Attrs) in a delta, whose changes are the op's
+// Set and Remove.
 type Session struct {
 	Principal  string            `json:"principal"`       // user id, 1..MaxPrincipalBytes bytes of valid UTF-8
 	Group      string            `json:"group,omitempty"` // SSO group, optional: at most 64 chars of [A-Za-z0-9._-]

@@ -137,6 +137,26 @@ func tableName() (string, error) {
 
 // siteTopology is the topology of SESSIONHA_SITE (default "local"): the names of its
 // queues and topics.
+// clusterTable is the cluster (flag, else SESSIONHA_CLUSTER, else default) and the table
+// a command works on.
+func clusterTable(flagValue string) (cluster, table string, err error) {
+	if cluster, err = clusterOr(flagValue); err != nil {
+		return "", "", err
+	}
+	table, err = tableName()
+	return cluster, table, err
+}
+
+// siteClients makes the AWS clients and the site's topology (its queue names).
+func siteClients(ctx context.Context) (*clients, topology.Topology, error) {
+	c, err := newClients(ctx)
+	if err != nil {
+		return nil, topology.Topology{}, err
+	}
+	topo, err := siteTopology(c.cfg.Region)
+	return c, topo, err
+}
+
 func siteTopology(region string) (topology.Topology, error) {
 	site := env("SESSIONHA_SITE")
 	if site == "" {

@@ -185,11 +185,7 @@ func reason(dq deadQueue, m types.Message) string {
 }
 
 func (a *app) dlqList(ctx context.Context, qs []deadQueue) error {
-	c, err := newClients(ctx)
-	if err != nil {
-		return err
-	}
-	topo, err := siteTopology(c.cfg.Region)
+	c, topo, err := siteClients(ctx)
 	if err != nil {
 		return err
 	}
@@ -245,11 +241,7 @@ func depth(ctx context.Context, q *sqs.Client, url string) (int, error) {
 }
 
 func (a *app) dlqRedrive(ctx context.Context, qs []deadQueue, validOnly bool) error {
-	c, err := newClients(ctx)
-	if err != nil {
-		return err
-	}
-	topo, err := siteTopology(c.cfg.Region)
+	c, topo, err := siteClients(ctx)
 	if err != nil {
 		return err
 	}

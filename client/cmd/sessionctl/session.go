@@ -146,11 +146,7 @@ func orDash(s string) string {
 }
 
 func (a *app) get(ctx context.Context, id, cluster string, values bool) error {
-	cluster, err := clusterOr(cluster)
-	if err != nil {
-		return err
-	}
-	table, err := tableName()
+	cluster, table, err := clusterTable(cluster)
 	if err != nil {
 		return err
 	}
@@ -263,11 +259,7 @@ func (a *app) openStore(ctx context.Context, cluster string, notices bool) (*cli
 }
 
 func (a *app) destroy(ctx context.Context, id, cluster string, wait time.Duration) error {
-	cluster, err := clusterOr(cluster)
-	if err != nil {
-		return err
-	}
-	table, err := tableName()
+	cluster, table, err := clusterTable(cluster)
 	if err != nil {
 		return err
 	}
@@ -330,11 +322,8 @@ func waitDestroyed(ctx context.Context, tb *record.Table, keys []string, wait ti
 }
 
 func (a *app) list(ctx context.Context, principal, cluster string) error {
-	cluster, err := clusterOr(cluster)
+	cluster, _, err := clusterTable(cluster)
 	if err != nil {
-		return err
-	}
-	if _, err := tableName(); err != nil {
 		return err
 	}
 	store, err := a.openStore(ctx, cluster, false)
@@ -358,11 +347,7 @@ func (a *app) list(ctx context.Context, principal, cluster string) error {
 }
 
 func (a *app) revoke(ctx context.Context, principal, handle, cluster string, yes bool, wait time.Duration) error {
-	cluster, err := clusterOr(cluster)
-	if err != nil {
-		return err
-	}
-	table, err := tableName()
+	cluster, table, err := clusterTable(cluster)
 	if err != nil {
 		return err
 	}

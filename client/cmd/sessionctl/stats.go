@@ -240,11 +240,7 @@ type dlqState struct {
 }
 
 func (a *app) stats(ctx context.Context, interval time.Duration, count int) error {
-	c, err := newClients(ctx)
-	if err != nil {
-		return err
-	}
-	topo, err := siteTopology(c.cfg.Region)
+	c, topo, err := siteClients(ctx)
 	if err != nil {
 		return err
 	}

@@ -69,19 +69,11 @@ holds in memory and may write them again. From a terminal it wants --yes.`,
 }
 
 func (a *app) createStore(ctx context.Context, cluster string) error {
-	cluster, err := clusterOr(cluster)
+	cluster, table, err := clusterTable(cluster)
 	if err != nil {
 		return err
 	}
-	table, err := tableName()
-	if err != nil {
-		return err
-	}
-	c, err := newClients(ctx)
-	if err != nil {
-		return err
-	}
-	topo, err := siteTopology(c.cfg.Region)
+	c, topo, err := siteClients(ctx)
 	if err != nil {
 		return err
 	}
