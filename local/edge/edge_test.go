@@ -27,11 +27,12 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/sessionha/sessionha/local/dynamo"
 	"github.com/sessionha/sessionha/local/emulator"
 )
 
-// Shared by every test: started once in TestMain, because DynamoDB Local takes
-// seconds to start. Tests that set faults clear them before returning.
+// Shared by every test: started once in TestMain, because fauxqs takes a second or two
+// to start. Tests that set faults clear them before returning.
 var (
 	ddbEndpoint    string
 	fauxqsEndpoint string
@@ -48,21 +49,23 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 // tests fail (and they die with us anyway if we are killed).
 func run(m *testing.M) int {
 	ctx := context.Background()
-	ddb, err := emulator.StartDynamoDB(ctx, emulator.Options{})
+	replica := dynamo.New(dynamo.Options{})
+	defer replica.Close()
+	ddb, err := replica.Listen("127.0.0.1:0")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "edge tests need DynamoDB Local:", err)
+		fmt.Fprintln(os.Stderr, "edge tests need the local DynamoDB:", err)
 		return 1
 	}
-	defer ddb.Stop()
+	defer ddb.Close()
 	fq, err := emulator.StartFauxqs(ctx, emulator.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "edge tests need fauxqs:", err)
 		return 1
 	}
 	defer fq.Stop()
-	ddbEndpoint, fauxqsEndpoint = ddb.Endpoint, fq.Endpoint
+	ddbEndpoint, fauxqsEndpoint = ddb.URL(), fq.Endpoint
 
-	gw, err = New(map[string]string{"dynamodb": ddb.Endpoint, "sns": fq.Endpoint, "sqs": fq.Endpoint})
+	gw, err = New(map[string]string{"dynamodb": ddbEndpoint, "sns": fq.Endpoint, "sqs": fq.Endpoint})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
