@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,11 +122,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			}
 			awsCfg = &c
 		}
-		emulated := awsCfg.BaseEndpoint != nil || os.Getenv("AWS_ENDPOINT_URL_DYNAMODB") != ""
-		db := dynamodb.NewFromConfig(*awsCfg, func(o *dynamodb.Options) {
-			// DynamoDB Local's error answers carry no CRC32 header; only check on AWS.
-			o.DisableValidateResponseChecksum = emulated
-		})
+		db := dynamodb.NewFromConfig(*awsCfg)
 		bus := sns.NewFromConfig(*awsCfg)
 		s.bus, s.index = bus, db
 		s.table = &record.Table{DB: db, Name: cfg.Table}

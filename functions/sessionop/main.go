@@ -35,7 +35,7 @@ func main() {
 		log.Error("aws configuration", "reason", err.Error())
 		os.Exit(1)
 	}
-	db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) { o.DisableValidateResponseChecksum = lambdaenv.Emulated(awsCfg) })
+	db := dynamodb.NewFromConfig(awsCfg)
 	h, err := handler.New(db, cfg, log)
 	if err != nil {
 		log.Error("bad configuration", "reason", err.Error())

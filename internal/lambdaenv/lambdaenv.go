@@ -33,7 +33,3 @@ func Config() (aws.Config, error) {
 	}
 	return cfg, nil
 }
-
-// Emulated reports whether cfg talks to an emulator rather than AWS (an endpoint is set):
-// DynamoDB Local's error answers carry no CRC32 header to check.
-func Emulated(cfg aws.Config) bool { return cfg.BaseEndpoint != nil }

@@ -25,11 +25,11 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	creds, err := cfg.Credentials.Retrieve(context.Background())
-	if err != nil || creds.AccessKeyID != "AKID" || creds.SessionToken != "token" || cfg.Region != "eu-west-1" || Emulated(cfg) {
+	if err != nil || creds.AccessKeyID != "AKID" || creds.SessionToken != "token" || cfg.Region != "eu-west-1" || cfg.BaseEndpoint != nil {
 		t.Errorf("config %+v, credentials %+v, %v", cfg, creds, err)
 	}
 	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
-	if cfg, _ := Config(); !Emulated(cfg) || *cfg.BaseEndpoint != "http://127.0.0.1:4566" {
+	if cfg, _ := Config(); cfg.BaseEndpoint == nil || *cfg.BaseEndpoint != "http://127.0.0.1:4566" {
 		t.Errorf("endpoint not taken: %+v", cfg)
 	}
 }

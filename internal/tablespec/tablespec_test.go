@@ -12,25 +12,26 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"github.com/sessionha/sessionha/local/emulator"
+	"github.com/sessionha/sessionha/local/dynamo"
 )
 
 var db *dynamodb.Client
 
-// TestMain runs Ensure against DynamoDB Local: no mocks.
+// TestMain runs Ensure against the local DynamoDB: no mocks.
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	ddb, err := emulator.StartDynamoDB(context.Background(), emulator.Options{})
+	r := dynamo.New(dynamo.Options{})
+	defer r.Close()
+	ddb, err := r.Listen("127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer ddb.Stop()
+	defer ddb.Close()
 	db = dynamodb.New(dynamodb.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(ddb.Endpoint),
-		Credentials:                     credentials.NewStaticCredentialsProvider("test", "test", ""),
-		DisableValidateResponseChecksum: true,
+		Region: "us-east-1", BaseEndpoint: aws.String(ddb.URL()),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
 	})
 	return m.Run()
 }

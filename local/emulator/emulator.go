@@ -114,85 +114,11 @@ func CheckPortFree(port int) error {
 		c.Close()
 		return fmt.Errorf("port %d is taken: something already listens on 127.0.0.1:%d (stop it, or choose another port)", port, port)
 	}
-	// DynamoDB Local binds every interface: check that too.
-	l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		return fmt.Errorf("port %d is taken: %v (stop what uses it, or choose another port)", port, err)
 	}
 	l.Close()
-	return nil
-}
-
-// DynamoDB is a running DynamoDB Local.
-type DynamoDB struct {
-	*Proc
-	Endpoint string // http://127.0.0.1:PORT
-}
-
-// StartDynamoDB runs DynamoDB Local in memory with one shared database for every
-// access key and region (-sharedDb), and waits until it answers.
-func StartDynamoDB(ctx context.Context, o Options) (*DynamoDB, error) {
-	o, err := o.withDefaults()
-	if err != nil {
-		return nil, err
-	}
-	java, err := exec.LookPath("java")
-	if err != nil {
-		return nil, errors.New("java not found on PATH: DynamoDB Local needs Java 17 or newer (Debian: apt-get install openjdk-17-jre-headless)")
-	}
-	if err := checkJava(java); err != nil {
-		return nil, err
-	}
-	port := o.Port
-	if port == 0 {
-		if port, err = FreePort(); err != nil {
-			return nil, err
-		}
-	} else if err := CheckPortFree(port); err != nil {
-		return nil, fmt.Errorf("dynamodb-local: %w", err)
-	}
-	jarDir := filepath.Join(o.Dir, "node_modules", "amplify-dynamodb-simulator", "emulator")
-	cmd := exec.CommandContext(ctx, java,
-		"-Xms64m", "-Xmx512m",
-		"-Djava.library.path="+filepath.Join(jarDir, "DynamoDBLocal_lib"),
-		"-jar", filepath.Join(jarDir, "DynamoDBLocal.jar"),
-		"-inMemory", "-sharedDb", "-disableTelemetry", "-port", strconv.Itoa(port))
-	cmd.Dir = jarDir
-	cmd.Cancel = nil // stopped by Stop, not by ctx after start-up
-	p, err := start("dynamodb-local", cmd, o.logPath("dynamodb-local"))
-	if err != nil {
-		return nil, err
-	}
-	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
-	err = p.waitHealthy(ctx, o.Timeout, func() error {
-		// Any HTTP answer (DynamoDB Local says 400 to a bare GET) means it is serving.
-		resp, err := http.Get(endpoint)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &DynamoDB{Proc: p, Endpoint: endpoint}, nil
-}
-
-var javaVersion = regexp.MustCompile(`version "(\d+)`)
-
-func checkJava(java string) error {
-	out, err := exec.Command(java, "-version").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s -version failed: %v: %s", java, err, out)
-	}
-	m := javaVersion.FindSubmatch(out)
-	if m == nil {
-		return nil // unknown format: let DynamoDB Local try
-	}
-	if v, _ := strconv.Atoi(string(m[1])); v < 17 {
-		return fmt.Errorf("java %s is too old: DynamoDB Local 1.25 needs Java 17 or newer", m[1])
-	}
 	return nil
 }
 

@@ -1,7 +1,7 @@
-// Package emulator starts and stops the local stack's emulator processes: DynamoDB Local
-// (AWS's own emulator, a Java program) and fauxqs (SNS and SQS, on Node 22), both pinned
-// in local/package.json. Every process is started with a death signal so that it cannot
-// outlive the Go process that started it, and stopped by its PID.
+// Package emulator starts and stops the local stack's emulator process: fauxqs (SNS and
+// SQS, on Node 22), pinned in local/package.json. It is started with a death signal so
+// that it cannot outlive the Go process that started it, and stopped by its PID. (The
+// local stack's DynamoDB is Go, in process: local/dynamo.)
 package emulator
 
 import (

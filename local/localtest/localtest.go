@@ -1,5 +1,5 @@
 // Package localtest starts what tests need from the local stack, the same way in every
-// package: DynamoDB Local with a client, fauxqs with SNS and SQS clients, or a whole site
+// package: the local DynamoDB (local/dynamo, in the test process) with a client, fauxqs with SNS and SQS clients, or a whole site
 // with the short timeouts tests want; and it polls for conditions with one generous
 // deadline. Everything it starts is stopped by the func it returns.
 package localtest
@@ -20,23 +20,24 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/sessionha/sessionha/infra/topology"
+	"github.com/sessionha/sessionha/local/dynamo"
 	"github.com/sessionha/sessionha/local/emulator"
 	"github.com/sessionha/sessionha/local/site"
 )
 
 var creds = credentials.NewStaticCredentialsProvider(site.AccessKeyID, site.SecretAccessKey, "")
 
-// DynamoDB starts DynamoDB Local and returns a client for it and the func that stops it.
+// DynamoDB starts the local DynamoDB (one replica, in this process, on a free 127.0.0.1
+// port) and returns a client for it and the func that stops it.
 func DynamoDB(ctx context.Context) (*dynamodb.Client, func(), error) {
-	ddb, err := emulator.StartDynamoDB(ctx, emulator.Options{})
+	r := dynamo.New(dynamo.Options{})
+	srv, err := r.Listen("127.0.0.1:0")
 	if err != nil {
+		r.Close()
 		return nil, nil, err
 	}
-	db := dynamodb.New(dynamodb.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(ddb.Endpoint), Credentials: creds,
-		DisableValidateResponseChecksum: true, // DynamoDB Local's 400s carry no CRC32
-	})
-	return db, ddb.Stop, nil
+	db := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL()), Credentials: creds})
+	return db, func() { srv.Close(); r.Close() }, nil
 }
 
 // Bus starts fauxqs and returns SNS and SQS clients for it and the func that stops it.

@@ -1,8 +1,9 @@
-// Package site runs a whole sessionha site on one machine with no AWS account: DynamoDB
-// Local and fauxqs, the edge port that routes SDK calls to them, the resources of
-// infra/topology provisioned through SDK calls, and the functions' real bootstrap
-// binaries under the Lambda runner, fed by their queues. `make local` and the
-// end-to-end tests start it the same way, with Start.
+// Package site runs sessionha sites on one machine with no AWS account: a DynamoDB
+// replica per region (local/dynamo) and fauxqs for SNS and SQS, the edge port that routes
+// SDK calls to them by service and region, the resources of infra/topology provisioned
+// through SDK calls, and the functions' real bootstrap binaries under the Lambda runner,
+// fed by their queues. `make local` starts every site of cdk.json with StartStack; the
+// end-to-end tests start one with Start.
 package site
 
 import (
@@ -18,16 +19,15 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/sessionha/sessionha/infra/topology"
+	"github.com/sessionha/sessionha/local/dynamo"
 	"github.com/sessionha/sessionha/local/edge"
 	"github.com/sessionha/sessionha/local/emulator"
 	"github.com/sessionha/sessionha/local/lambdarunner"
@@ -35,7 +35,8 @@ import (
 	"github.com/sessionha/sessionha/local/provision"
 )
 
-// Options configure a local site; the zero value means the defaults named on each field.
+// Options configure a local stack of one site; the zero value means the defaults named
+// on each field. (StackOptions runs several.)
 type Options struct {
 	// Name of the site. Default "local".
 	Name string
@@ -64,144 +65,92 @@ type Options struct {
 	Logger *slog.Logger
 	// StartTimeout bounds each emulator's start. Default 60 s.
 	StartTimeout time.Duration
+	// TTLDelay: see StackOptions. Default 1 min.
+	TTLDelay time.Duration
 }
 
-// Credentials of the local site: any non-empty keys work with the emulators.
-const (
-	AccessKeyID     = "test"
-	SecretAccessKey = "test"
-)
-
-// Site is a running local site.
+// Site is one running site of a stack: its provisioned topology and its functions.
 type Site struct {
-	Topology  topology.Topology
-	Outputs   provision.Outputs
-	DynamoDB  *emulator.DynamoDB
+	Topology topology.Topology
+	Outputs  provision.Outputs
+	// Stack is the stack the site runs on (shared emulators and edge).
+	Stack *Stack
+	// Replica is the DynamoDB of the site's region.
+	Replica   *dynamo.Replica
 	Fauxqs    *emulator.Fauxqs
 	Edge      *edge.Gateway
 	Runner    *lambdarunner.Runner
 	Functions map[string]*lambdarunner.Func // by topology function ID
-	// AWS is an SDK configuration that reaches the site through the edge port.
+	// AWS is an SDK configuration that reaches the site through the edge port, in the
+	// site's region.
 	AWS aws.Config
 	// Metrics sums the functions' EMF metric lines, as CloudWatch would on AWS; the edge
-	// serves it at metrics.Path (SESSIONHA_METRICS_URL in Env).
+	// serves it at MetricsPath (SESSIONHA_METRICS_URL in Env).
 	Metrics *metrics.Collector
+	// MetricsPath is where the edge serves Metrics: metrics.Path for the primary site
+	// (and for a lone site), metrics.Path/<site> for every site.
+	MetricsPath string
 
-	edgeSrv  *edge.Server
-	fnEnv    map[string]string
-	logFile  *os.File
-	stopOnce sync.Once
+	fnEnv map[string]string
+	owner bool // Stop stops the whole stack: Start made it for this site alone
 }
 
-// Start brings the whole site up, or stops whatever it started and says what failed.
-func Start(ctx context.Context, o Options) (_ *Site, err error) {
+// Start brings a stack of one site up, or stops whatever it started and says what failed.
+func Start(ctx context.Context, o Options) (*Site, error) {
 	if o.Name == "" {
 		o.Name = "local"
 	}
 	if o.Region == "" {
 		o.Region = "us-east-1"
 	}
-	if o.EdgePort == 0 {
-		o.EdgePort = 4566
-	}
-	if o.Dir == "" {
-		if o.Dir, err = emulator.LocalDir(); err != nil {
-			return nil, err
-		}
-	}
-	if o.RunDir == "" {
-		o.RunDir = filepath.Join(o.Dir, ".run")
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	logDir := filepath.Join(o.RunDir, "logs")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return nil, err
-	}
-	topo, err := topology.For(topology.Site{Name: o.Name, Region: o.Region, Primary: true, Settings: o.Settings}, o.Table)
-	if err != nil {
-		return nil, err
-	}
-	s := &Site{Topology: topo, Functions: map[string]*lambdarunner.Func{}, Metrics: metrics.New("sessionha"), fnEnv: o.FunctionEnv}
-	defer func() {
-		if err != nil {
-			s.Stop()
-		}
-	}()
-	if o.EdgePort > 0 {
-		if err := emulator.CheckPortFree(o.EdgePort); err != nil {
-			return nil, fmt.Errorf("edge: %w", err)
-		}
-	}
-
-	// The emulators start in parallel with building the bootstraps: DynamoDB Local's JVM
-	// is the slowest part.
-	eo := emulator.Options{Dir: o.Dir, LogDir: logDir, Timeout: o.StartTimeout}
-	var (
-		wg                  sync.WaitGroup
-		ddbErr, fqErr, bErr error
-		bootstraps          map[string]string
-	)
-	wg.Add(3)
-	go func() { defer wg.Done(); s.DynamoDB, ddbErr = emulator.StartDynamoDB(ctx, eo) }()
-	go func() { defer wg.Done(); s.Fauxqs, fqErr = emulator.StartFauxqs(ctx, eo) }()
-	go func() {
-		defer wg.Done()
-		ids := make([]string, 0, len(topo.Functions))
-		for _, f := range topo.Functions {
-			ids = append(ids, f.ID)
-		}
-		bootstraps, bErr = BuildFunctions(ctx, filepath.Dir(o.Dir), filepath.Join(o.RunDir, "bin"), ids...)
-	}()
-	wg.Wait()
-	if err := errors.Join(ddbErr, fqErr, bErr); err != nil {
-		return nil, err
-	}
-	o.Logger.Info("emulators up", "dynamodb", s.DynamoDB.Endpoint, "fauxqs", s.Fauxqs.Endpoint)
-
-	gw, err := edge.New(map[string]string{
-		"dynamodb": s.DynamoDB.Endpoint, "sns": s.Fauxqs.Endpoint, "sqs": s.Fauxqs.Endpoint, "sts": s.Fauxqs.Endpoint,
+	st, err := StartStack(ctx, StackOptions{
+		Sites: []topology.Site{{Name: o.Name, Region: o.Region, Primary: true, Settings: o.Settings}},
+		Table: o.Table, EdgePort: o.EdgePort, Dir: o.Dir, RunDir: o.RunDir, FunctionOutput: o.FunctionOutput,
+		FunctionEnv: o.FunctionEnv, Logger: o.Logger, StartTimeout: o.StartTimeout, TTLDelay: o.TTLDelay,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.Edge = gw
-	if err := gw.Handle(metrics.Path, s.Metrics); err != nil {
-		return nil, err
-	}
-	port := max(o.EdgePort, 0)
-	if s.edgeSrv, err = edge.Listen(fmt.Sprintf("127.0.0.1:%d", port), gw); err != nil {
-		return nil, err
-	}
-	s.AWS = aws.Config{
-		Region:       o.Region,
-		Credentials:  credentials.NewStaticCredentialsProvider(AccessKeyID, SecretAccessKey, ""),
-		BaseEndpoint: aws.String(s.edgeSrv.URL()),
-	}
-	db := s.DynamoDBClient()
-	sq := sqs.NewFromConfig(s.AWS)
-	if s.Outputs, err = provision.Apply(ctx, topo, db, sns.NewFromConfig(s.AWS), sq); err != nil {
-		return nil, err
-	}
-	o.Logger.Info("provisioned", "table", s.Outputs.Table, "topics", len(s.Outputs.TopicARNs), "queues", len(s.Outputs.QueueURLs))
+	s := st.Sites[0]
+	s.owner = true
+	return s, nil
+}
 
-	if s.logFile, err = os.OpenFile(filepath.Join(logDir, "functions.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err != nil {
+// startSite provisions one site's resources in its region and starts its functions.
+func (st *Stack) startSite(ctx context.Context, topo topology.Topology, bootstraps map[string]string, o StackOptions, alone bool) (*Site, error) {
+	region := topo.Site.Region
+	s := &Site{Topology: topo, Stack: st, Replica: st.Replicas[region], Fauxqs: st.Fauxqs, Edge: st.Edge,
+		Functions: map[string]*lambdarunner.Func{}, AWS: st.awsConfig(region),
+		Metrics: metrics.New("sessionha"), fnEnv: o.FunctionEnv}
+	s.MetricsPath = metrics.Path + "/" + topo.Site.Name
+	if err := st.Edge.Handle(s.MetricsPath, s.Metrics); err != nil {
 		return nil, err
 	}
-	// The runner writes whole lines, one per Write, never two at once.
-	var out io.Writer = io.MultiWriter(s.logFile, s.Metrics)
-	if o.FunctionOutput != nil {
-		out = io.MultiWriter(s.logFile, s.Metrics, o.FunctionOutput)
+	if alone || topo.Site.Primary {
+		s.MetricsPath = metrics.Path
+		if err := st.Edge.Handle(metrics.Path, s.Metrics); err != nil {
+			return nil, err
+		}
 	}
-	s.Runner = lambdarunner.New(lambdarunner.Config{SQS: sq, Region: o.Region, Logger: o.Logger})
+	sq := sqs.NewFromConfig(s.AWS)
+	var err error
+	if s.Outputs, err = provision.Apply(ctx, topo, s.DynamoDBClient(), sns.NewFromConfig(s.AWS), sq); err != nil {
+		return nil, err
+	}
+	o.Logger.Info("provisioned", "site", topo.Site.Name, "table", s.Outputs.Table, "topics", len(s.Outputs.TopicARNs), "queues", len(s.Outputs.QueueURLs))
+	// The runner writes whole lines, one per Write, never two at once.
+	out := io.MultiWriter(st.logFile, s.Metrics)
+	if o.FunctionOutput != nil {
+		out = io.MultiWriter(st.logFile, s.Metrics, o.FunctionOutput)
+	}
+	s.Runner = lambdarunner.New(lambdarunner.Config{SQS: sq, Region: region, Logger: o.Logger.With("site", topo.Site.Name)})
 	for _, f := range topo.Functions {
-		env := s.functionEnv(f)
 		fn, err := s.Runner.Start(ctx, lambdarunner.Function{
-			Name: f.Name, Bootstrap: bootstraps[f.ID], Env: env, Timeout: f.Timeout,
+			Name: f.Name, Bootstrap: bootstraps[f.ID], Env: s.functionEnv(f), Timeout: f.Timeout,
 			Concurrency: f.MaxConcurrency, Output: out,
 		})
 		if err != nil {
+			s.stopFunctions()
 			return nil, fmt.Errorf("function %s: %w", f.ID, err)
 		}
 		s.Functions[f.ID] = fn
@@ -210,27 +159,24 @@ func Start(ctx context.Context, o Options) (_ *Site, err error) {
 			BatchSize: f.BatchSize, BatchingWindow: f.BatchingWindow, MaxConcurrency: f.MaxConcurrency,
 			ReportBatchItemFailures: true,
 		}); err != nil {
+			s.stopFunctions()
 			return nil, fmt.Errorf("function %s: event source mapping: %w", f.ID, err)
 		}
 	}
 	return s, nil
 }
 
-// DynamoDBClient is a DynamoDB client for the site.
-func (s *Site) DynamoDBClient() *dynamodb.Client {
-	return dynamodb.NewFromConfig(s.AWS, func(o *dynamodb.Options) {
-		o.DisableValidateResponseChecksum = true // DynamoDB Local's 400s carry no CRC32
-	})
-}
+// DynamoDBClient is a DynamoDB client for the site's region.
+func (s *Site) DynamoDBClient() *dynamodb.Client { return dynamodb.NewFromConfig(s.AWS) }
 
 // EdgeURL is the one endpoint SDK clients need.
-func (s *Site) EdgeURL() string { return s.edgeSrv.URL() }
+func (s *Site) EdgeURL() string { return s.Stack.EdgeURL() }
 
 func (s *Site) functionEnv(f topology.Function) map[string]string {
 	env := map[string]string{
 		"AWS_ACCESS_KEY_ID":         AccessKeyID,
 		"AWS_SECRET_ACCESS_KEY":     SecretAccessKey,
-		"AWS_ENDPOINT_URL":          s.edgeSrv.URL(),
+		"AWS_ENDPOINT_URL":          s.EdgeURL(),
 		"AWS_EC2_METADATA_DISABLED": "true",
 	}
 	for k, v := range f.Env {
@@ -259,8 +205,8 @@ func (s *Site) Env() []string {
 		"AWS_REGION":                        s.AWS.Region,
 		"AWS_ACCESS_KEY_ID":                 AccessKeyID,
 		"AWS_SECRET_ACCESS_KEY":             SecretAccessKey,
-		"AWS_ENDPOINT_URL":                  s.edgeSrv.URL(),
-		"AWS_ENDPOINT_URL_DYNAMODB_STREAMS": s.edgeSrv.URL(), // else the SDK sends Streams calls to AWS
+		"AWS_ENDPOINT_URL":                  s.EdgeURL(),
+		"AWS_ENDPOINT_URL_DYNAMODB_STREAMS": s.EdgeURL(), // else the SDK sends Streams calls to AWS
 		"SESSIONHA_SITE":                    s.Topology.Site.Name,
 		"SESSIONHA_CLUSTER":                 "default",
 		"SESSIONHA_TABLE":                   s.Outputs.Table,
@@ -269,7 +215,7 @@ func (s *Site) Env() []string {
 		"SESSIONHA_SCOPE":                   "session",
 		"SESSIONHA_READ_PATH":               "direct",
 		"SESSIONHA_MAX_WAIT":                "5s",
-		"SESSIONHA_METRICS_URL":             s.edgeSrv.URL() + metrics.Path,
+		"SESSIONHA_METRICS_URL":             s.EdgeURL() + s.MetricsPath,
 	}
 	for _, t := range s.Topology.Topics {
 		m[t.EnvVar] = s.Outputs.TopicARNs[t.ID]
@@ -284,7 +230,7 @@ func (s *Site) Env() []string {
 // WriteEnv writes Env to path (mode 0600), replacing it atomically.
 func (s *Site) WriteEnv(path string) error {
 	tmp := path + ".tmp"
-	body := "# sessionha local site: source this file, or pass it to sessionctl --env-file.\n" +
+	body := "# sessionha local site " + s.Topology.Site.Name + " (" + s.AWS.Region + "): source this file, or pass it to sessionctl --env-file.\n" +
 		strings.Join(s.Env(), "\n") + "\n"
 	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
 		return err
@@ -292,25 +238,18 @@ func (s *Site) WriteEnv(path string) error {
 	return os.Rename(tmp, path)
 }
 
-// Stop stops everything Start started, functions first. It is safe to call twice.
+// Stop stops the stack the site runs on, when Start made it for this site; for a site of
+// a larger stack, Stack.Stop stops it. It is safe to call twice.
 func (s *Site) Stop() {
-	s.stopOnce.Do(func() {
-		if s.Runner != nil {
-			s.Runner.Stop()
-		}
-		if s.edgeSrv != nil {
-			s.edgeSrv.Close()
-		}
-		if s.Fauxqs != nil {
-			s.Fauxqs.Stop()
-		}
-		if s.DynamoDB != nil {
-			s.DynamoDB.Stop()
-		}
-		if s.logFile != nil {
-			s.logFile.Close()
-		}
-	})
+	if s.owner {
+		s.Stack.Stop()
+	}
+}
+
+func (s *Site) stopFunctions() {
+	if s.Runner != nil {
+		s.Runner.Stop()
+	}
 }
 
 // BuildFunctions builds the bootstrap of each function (folders under functions/) for

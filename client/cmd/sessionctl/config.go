@@ -175,7 +175,6 @@ func siteTopology(region string) (topology.Topology, error) {
 // clients are the SDK clients of one run, made on first use.
 type clients struct {
 	cfg      aws.Config
-	emulated bool
 }
 
 func newClients(ctx context.Context) (*clients, error) {
@@ -186,15 +185,10 @@ func newClients(ctx context.Context) (*clients, error) {
 	if cfg.Region == "" {
 		return nil, fmt.Errorf("no AWS region: set AWS_REGION (site.env and the cdk outputs carry it): %s", configHint)
 	}
-	emulated := cfg.BaseEndpoint != nil || env("AWS_ENDPOINT_URL_DYNAMODB") != ""
-	return &clients{cfg: cfg, emulated: emulated}, nil
+	return &clients{cfg: cfg}, nil
 }
 
-func (c *clients) dynamodb() *dynamodb.Client {
-	return dynamodb.NewFromConfig(c.cfg, func(o *dynamodb.Options) {
-		o.DisableValidateResponseChecksum = c.emulated // DynamoDB Local's 400s carry no CRC32
-	})
-}
+func (c *clients) dynamodb() *dynamodb.Client { return dynamodb.NewFromConfig(c.cfg) }
 
 func (c *clients) sns() *sns.Client               { return sns.NewFromConfig(c.cfg) }
 func (c *clients) sqs() *sqs.Client               { return sqs.NewFromConfig(c.cfg) }

@@ -1,6 +1,9 @@
-// Command localsite runs a sessionha site on this machine, in the foreground, until
-// SIGINT or SIGTERM: DynamoDB Local, fauxqs, the edge port, the provisioned topology and
-// the functions. Once the site is up it writes local/.run/site.env. `make local` runs it.
+// Command localsite runs the sessionha sites of cdk.json on this machine, in the
+// foreground, until SIGINT or SIGTERM: each site in its own region with its own DynamoDB
+// replica (replicated between regions like a global table), topics, queues and
+// functions, fauxqs for SNS and SQS, and one edge port for every service and region.
+// Once the sites are up it writes local/.run/site.env (the primary site's) and
+// local/.run/<site>.env for each site. `make local` runs it.
 package main
 
 import (
@@ -13,9 +16,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/sessionha/sessionha/infra/topology"
 	"github.com/sessionha/sessionha/local/demo"
 	"github.com/sessionha/sessionha/local/emulator"
 	"github.com/sessionha/sessionha/local/site"
@@ -30,14 +35,14 @@ func run() int {
 	// the emulators would otherwise be orphaned with us.
 	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0)
 	fs := flag.NewFlagSet("localsite", flag.ContinueOnError)
-	name := fs.String("site", "local", "site `name` (1-32 of a-z, 0-9, -)")
-	region := fs.String("region", "us-east-1", "AWS `region` the site pretends to be in")
+	only := fs.String("site", "", "run only the site of this `name` from cdk.json (default: every site)")
+	cdkJSON := fs.String("cdk-json", "", "the `file` listing the sites (default cdk.json at the module root)")
 	edgePort := fs.Int("edge-port", 4566, "the edge `port` on 127.0.0.1 that SDK clients use")
-	runDir := fs.String("run-dir", "", "`dir` for site.env, logs and bootstraps (default local/.run)")
+	runDir := fs.String("run-dir", "", "`dir` for the env files, logs and bootstraps (default local/.run)")
 	demoAddr := fs.String("demo-addr", "127.0.0.1:8080", "`address` of the demo auth site (127.0.0.1:PORT; \"off\" for none)")
-	verbose := fs.Bool("v", false, "log the site's progress")
+	verbose := fs.Bool("v", false, "log the sites' progress")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: localsite [flags]\n\nRuns a sessionha site locally until interrupted.\n\n")
+		fmt.Fprintf(fs.Output(), "usage: localsite [flags]\n\nRuns the sessionha sites of cdk.json locally until interrupted.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -59,6 +64,31 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "localsite:", err)
 		return 1
 	}
+	root := filepath.Dir(dir)
+	if *cdkJSON == "" {
+		*cdkJSON = filepath.Join(root, "cdk.json")
+	}
+	dep, err := topology.ReadCDKJSON(*cdkJSON)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "localsite: -cdk-json:", err)
+		return 2
+	}
+	sites := dep.Sites
+	if *only != "" {
+		sites = nil
+		var names []string
+		for _, s := range dep.Sites {
+			names = append(names, s.Name)
+			if s.Name == *only {
+				s.Primary = true // alone, it is its own primary
+				sites = []topology.Site{s}
+			}
+		}
+		if sites == nil {
+			fmt.Fprintf(os.Stderr, "localsite: -site %q: cdk.json lists %s\n", *only, strings.Join(names, ", "))
+			return 2
+		}
+	}
 	if *runDir == "" {
 		*runDir = filepath.Join(dir, ".run")
 	}
@@ -77,22 +107,23 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	began := time.Now()
-	s, err := site.Start(ctx, site.Options{
-		Name: *name, Region: *region, EdgePort: *edgePort, Dir: dir, RunDir: *runDir, Logger: log,
+	st, err := site.StartStack(ctx, site.StackOptions{
+		Sites: sites, Table: dep.Table, EdgePort: *edgePort, Dir: dir, RunDir: *runDir, Logger: log,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			fmt.Fprintln(os.Stderr, "localsite: interrupted while the site was starting; stopped what had started")
+			fmt.Fprintln(os.Stderr, "localsite: interrupted while the sites were starting; stopped what had started")
 			return 1
 		}
-		fmt.Fprintln(os.Stderr, "localsite: the site did not come up:", err)
+		fmt.Fprintln(os.Stderr, "localsite: the sites did not come up:", err)
 		return 1
 	}
-	defer s.Stop()
+	defer st.Stop()
+	primary := st.Primary()
 	demoLine := "off"
 	if *demoAddr != "off" {
 		d, err := demo.Start(ctx, demo.Options{
-			Addr: *demoAddr, Env: s.Env(), ModuleRoot: filepath.Dir(dir), BinDir: filepath.Join(*runDir, "bin"), Logger: log,
+			Addr: *demoAddr, Env: primary.Env(), ModuleRoot: root, BinDir: filepath.Join(*runDir, "bin"), Logger: log,
 		})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -103,43 +134,61 @@ func run() int {
 			return 1
 		}
 		defer d.Stop()
-		demoLine = d.URL() + "   (two auth server instances behind a sticky proxy)"
+		demoLine = d.URL() + "   (two auth server instances of site " + primary.Topology.Site.Name + " behind a sticky proxy)"
 	}
-	// site.env last: when it exists, everything it describes answers.
+	// The env files last: when site.env exists, everything it describes answers.
+	var written []string
+	defer func() { // whenever we return, the sites they describe are gone
+		for _, p := range written {
+			os.Remove(p)
+		}
+	}()
+	for _, s := range st.Sites {
+		p := filepath.Join(*runDir, s.Topology.Site.Name+".env")
+		if err := s.WriteEnv(p); err != nil {
+			fmt.Fprintln(os.Stderr, "localsite: write", p+":", err)
+			return 1
+		}
+		written = append(written, p)
+	}
 	envPath := filepath.Join(*runDir, "site.env")
-	if err := s.WriteEnv(envPath); err != nil {
+	if err := primary.WriteEnv(envPath); err != nil {
 		fmt.Fprintln(os.Stderr, "localsite: write site.env:", err)
 		return 1
 	}
-	defer os.Remove(envPath) // whenever we return, the site it describes is gone
-	// make local runs from the module root: name site.env relative to it when inside it.
-	source := envPath
-	if rel, err := filepath.Rel(filepath.Dir(dir), envPath); err == nil && filepath.IsLocal(rel) {
-		source = rel
+	written = append(written, envPath)
+	// make local runs from the module root: name the env files relative to it when inside it.
+	rel := func(p string) string {
+		if r, err := filepath.Rel(root, p); err == nil && filepath.IsLocal(r) {
+			return r
+		}
+		return p
 	}
-	fmt.Printf(`sessionha site %q is up (%.1fs)
-  edge (all services)  %s
-  dynamodb-local       %s   (pid %d)
-  fauxqs (sns, sqs)    %s   (pid %d)
-  table                %s
-  ops topic            %s
-  functions            sessionop, sessionquery (real bootstraps under the local Lambda runner)
-  demo auth site       %s
-  logs                 %s
-Configure a client:  set -a; . %s; set +a; export SESSIONHA_INSTANCE_ID=auth-1
-Stop with Ctrl-C.
-`, *name, time.Since(began).Seconds(), s.EdgeURL(), s.DynamoDB.Endpoint, s.DynamoDB.PID(),
-		s.Fauxqs.Endpoint, s.Fauxqs.PID(), s.Outputs.Table, s.Outputs.TopicARNs["ops"],
-		demoLine, filepath.Join(*runDir, "logs"), source)
+	var b strings.Builder
+	fmt.Fprintf(&b, "sessionha: %d site(s) up (%.1fs)\n", len(st.Sites), time.Since(began).Seconds())
+	fmt.Fprintf(&b, "  edge (all services)  %s\n", st.EdgeURL())
+	fmt.Fprintf(&b, "  fauxqs (sns, sqs)    %s   (pid %d)\n", st.Fauxqs.Endpoint, st.Fauxqs.PID())
+	for _, s := range st.Sites {
+		tag := ""
+		if s == primary {
+			tag = ", primary"
+		}
+		fmt.Fprintf(&b, "  site %-15s %s%s: table %s, ops topic %s, env %s\n", s.Topology.Site.Name, s.AWS.Region, tag,
+			s.Outputs.Table, s.Outputs.TopicARNs[topology.TopicOps], rel(filepath.Join(*runDir, s.Topology.Site.Name+".env")))
+	}
+	fmt.Fprintf(&b, "  dynamodb             in process, one replica per region (%s)\n", strings.Join(st.Regions(), ", "))
+	fmt.Fprintf(&b, "  functions            sessionop, sessionquery per site (real bootstraps under the local Lambda runner)\n")
+	fmt.Fprintf(&b, "  demo auth site       %s\n", demoLine)
+	fmt.Fprintf(&b, "  logs                 %s\n", filepath.Join(*runDir, "logs"))
+	fmt.Fprintf(&b, "Configure a client:  set -a; . %s; set +a; export SESSIONHA_INSTANCE_ID=auth-1\n", rel(envPath))
+	fmt.Fprintf(&b, "Stop with Ctrl-C.\n")
+	fmt.Print(b.String())
 
 	select {
 	case <-ctx.Done():
-		fmt.Println("\nstopping the site...")
-	case <-s.DynamoDB.Done():
-		fmt.Fprintf(os.Stderr, "localsite: dynamodb-local exited unexpectedly:\n%s\n", s.DynamoDB.Tail(20))
-		return 1
-	case <-s.Fauxqs.Done():
-		fmt.Fprintf(os.Stderr, "localsite: fauxqs exited unexpectedly:\n%s\n", s.Fauxqs.Tail(20))
+		fmt.Println("\nstopping the sites...")
+	case <-st.Fauxqs.Done():
+		fmt.Fprintf(os.Stderr, "localsite: fauxqs exited unexpectedly:\n%s\n", st.Fauxqs.Tail(20))
 		return 1
 	}
 	return 0
