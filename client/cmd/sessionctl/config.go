@@ -174,7 +174,7 @@ func siteTopology(region string) (topology.Topology, error) {
 
 // clients are the SDK clients of one run, made on first use.
 type clients struct {
-	cfg      aws.Config
+	cfg aws.Config
 }
 
 func newClients(ctx context.Context) (*clients, error) {
