@@ -10,8 +10,9 @@ TEST_TIMEOUT ?= 12m
 
 all: build
 
-## deps: the pinned emulators (npm ci in local/), Java 17 for DynamoDB Local, and
-## Chromium for the browser test (Debian packages, installed when missing and root)
+## deps: the pinned emulators (npm ci in local/: fauxqs and the Node 22 it runs on) and
+## Chromium for the browser test (a Debian package, installed when missing and root).
+## The local DynamoDB is Go (local/dynamo), built like everything else.
 deps: $(DEPS) chromium
 
 CHROMIUM ?= /usr/bin/chromium
@@ -24,11 +25,6 @@ chromium:
 	  else echo "chromium not found at $(CHROMIUM): the browser test needs it (Debian: apt-get install chromium)" >&2; exit 1; fi; }
 
 $(DEPS): local/package.json local/package-lock.json
-	@command -v java >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Java 17 for DynamoDB Local (apt-get)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
-	  else echo "java not found: DynamoDB Local needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)" >&2; exit 1; fi; }
 	@command -v $(NPM) >/dev/null 2>&1 || { echo "npm not found: install Node.js (any version with npm; Node 22 for fauxqs comes from npm)" >&2; exit 1; }
 	cd local && $(NPM) ci --no-audit --no-fund --loglevel=error
 	sha256sum local/package-lock.json | cut -d' ' -f1 > $@
@@ -70,7 +66,7 @@ FUZZTIME ?= 1m
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeSessionOp -fuzztime $(FUZZTIME) ./events
 
-## soak: replay 10,000 random session histories against DynamoDB Local (prints the seed)
+## soak: replay 10,000 random session histories against the local DynamoDB (prints the seed)
 SOAK_HISTORIES ?= 10000
 soak: $(DEPS)
 	$(GO) test -count=1 -timeout 30m -run '^TestReplay$$' -v ./test/replay -histories $(SOAK_HISTORIES) $(if $(SEED),-seed $(SEED))
