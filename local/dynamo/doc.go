@@ -21,5 +21,6 @@
 //
 // Where only a change inside the engine could fix it, the engine carries a small patch
 // (third_party/minidyn, PATCHES.md there): empty binaries, lists and maps keep their
-// type, and numeric and binary key values sort as numbers and bytes.
+// type, numeric and binary key values sort as numbers and bytes, and functions over a
+// missing attribute are false.
 package dynamo

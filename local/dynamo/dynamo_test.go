@@ -684,3 +684,33 @@ func TestReplicateLastWriterWins(t *testing.T) {
 		t.Errorf("missing table: %v, want ErrNoTable", err)
 	}
 }
+
+// Functions of a condition or filter over an attribute an item lacks are false, as in
+// DynamoDB, not an error: a conditional write fails its condition, a filter skips the item.
+func TestFunctionsOnMissingAttribute(t *testing.T) {
+	_, db, _ := start(t, Options{})
+	ctx := context.Background()
+	sessions(t, db, "s")
+	if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String("s"), Item: map[string]types.AttributeValue{"pk": s("without")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String("s"), Item: map[string]types.AttributeValue{"pk": s("with"), "v": s("xyz"), "l": &types.AttributeValueMemberSS{Value: []string{"x"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cond := range []string{"begins_with(v, :p)", "contains(l, :p)", "size(v) > :n"} {
+		vals := map[string]types.AttributeValue{":p": s("x")}
+		if strings.Contains(cond, ":n") {
+			vals = map[string]types.AttributeValue{":n": n("1")}
+		}
+		_, err := db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String("s"), Key: map[string]types.AttributeValue{"pk": s("without")},
+			ConditionExpression: aws.String(cond), ExpressionAttributeValues: vals})
+		var ccf *types.ConditionalCheckFailedException
+		if !errors.As(err, &ccf) {
+			t.Errorf("%s on a missing attribute: %v, want ConditionalCheckFailedException", cond, err)
+		}
+		out, err := db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String("s"), FilterExpression: aws.String(cond), ExpressionAttributeValues: vals})
+		if err != nil || len(out.Items) != 1 {
+			t.Errorf("scan filtering on %s: %v, %v: want the one item that has it", cond, err, out)
+		}
+	}
+}

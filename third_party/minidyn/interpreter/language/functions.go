@@ -102,6 +102,10 @@ func beginsWith(args ...Object) Object {
 	path := args[0]
 	substr := args[1]
 
+	if isUndefined(path) { // sessionha patch 5: a missing attribute begins with nothing
+		return FALSE
+	}
+
 	if path.Type() == ObjectTypeString {
 		if substr.Type() != ObjectTypeString {
 			return newError("invalid substr type %s", substr.Type())
@@ -128,6 +132,10 @@ func contains(args ...Object) Object {
 	path := args[0]
 	operand := args[1]
 
+	if isUndefined(path) { // sessionha patch 5: a missing attribute contains nothing
+		return FALSE
+	}
+
 	container, ok := path.(ContainerObject)
 	if !ok {
 		return newError("contains is not supported for path=%s", path.Type())
@@ -142,6 +150,10 @@ func contains(args ...Object) Object {
 
 func objectSize(args ...Object) Object {
 	path := args[0]
+
+	if isUndefined(path) { // sessionha patch 5: no size, so every comparison with it is false
+		return path
+	}
 
 	if sizable, ok := path.(SizableObject); ok {
 		return &Number{Value: float64(sizable.Size())}
