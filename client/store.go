@@ -583,7 +583,8 @@ func (s *Store) revokeLocked(key string) {
 // whatever the frequency; while degraded, it is kept and sent first when the bus is back.
 // With notices on, every instance in scope drops its copy too. An explicit logout of a
 // session in an SSO group ends every session of that group (its user's); a timeout ends
-// only its own. Destroying an unknown id is not an error.
+// only its own, and so does Renew, which replaces an id. Destroying an unknown id is not
+// an error.
 func (s *Store) Destroy(ctx context.Context, id string) error {
 	if !s.enter() {
 		return ErrClosed
