@@ -28,7 +28,7 @@ func (s *Store) Renew(ctx context.Context, oldID string, n NewSession) (*Session
 	defer s.leave()
 	s.stats.requests.Add(1)
 	s.stats.writes.Add(1)
-	sess, err := newSession(newID(), s.cfg.Cluster, n)
+	sess, err := newSession(newID(), s.cfg.Cluster, n, false)
 	if err != nil {
 		return nil, err
 	}
