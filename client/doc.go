@@ -59,7 +59,8 @@
 // List, Revoke and DestroyAll read and end a user's sessions through the table's
 // per-user index (persistence ha); a session is named there by its Handle, never its id.
 // Sessions created with the same Group form an SSO group: an explicit logout (Destroy)
-// of one ends them all, while a timeout ends only its own.
+// of one ends them all, while a timeout ends only its own, and so does a new id for one
+// of them (Renew).
 //
 // # Degraded mode
 //

@@ -17,14 +17,17 @@ import (
 //
 // id must have the form of the ids Create makes (43 base64url characters: 32 bytes),
 // else the error wraps ErrInvalid; it is hashed like any id and never leaves in clear.
-// n is read as Create reads it, and the session counts as created now. An id this
+// n is read as Create reads it, but n.Principal may be "" for a session of no known user
+// (then with no Group): such a session is not in the per-user index, so List, Revoke,
+// DestroyAll and MaxSessionsPerPrincipal never see it. The session counts as created
+// now. An id this
 // instance destroyed fails with ErrNotFound; one destroyed on another instance is not
 // brought back either, since the table's tombstone is final.
 func (s *Store) SaveAs(ctx context.Context, id string, n NewSession) (*Session, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("%w: the id must be 32 bytes in unpadded base64url", ErrInvalid)
 	}
-	sess, err := newSession(id, s.cfg.Cluster, n)
+	sess, err := newSession(id, s.cfg.Cluster, n, true)
 	if err != nil {
 		return nil, err
 	}

@@ -10,9 +10,11 @@ import (
 
 // NewSession describes a session to create.
 type NewSession struct {
-	// Principal is the user the session belongs to. Required.
+	// Principal is the user the session belongs to. Required, except by SaveAs, where ""
+	// means a session of no known user, left out of the per-user index.
 	Principal string
 	// Group is an SSO group: sessions that share it are logged out together. Default "".
+	// Only with a Principal.
 	Group string
 	// MaxIdle ends the session after this long without a Save. Default 30 min. Kept in
 	// whole seconds, rounded down, at least 1 s.
@@ -46,7 +48,7 @@ type Session struct {
 // ID is the session id: the value for the cookie. It is a bearer credential: never log it.
 func (s *Session) ID() string { return s.id }
 
-// Principal is the user the session belongs to.
+// Principal is the user the session belongs to; "" for none known (SaveAs).
 func (s *Session) Principal() string { return s.principal }
 
 // Group is the session's SSO group ("" for none).

@@ -215,7 +215,7 @@ func (s *Store) Create(ctx context.Context, n NewSession) (*Session, error) {
 	defer s.leave()
 	s.stats.requests.Add(1)
 	s.stats.writes.Add(1)
-	sess, err := newSession(newID(), s.cfg.Cluster, n)
+	sess, err := newSession(newID(), s.cfg.Cluster, n, false)
 	if err != nil {
 		return nil, err
 	}
@@ -228,10 +228,14 @@ func (s *Store) Create(ctx context.Context, n NewSession) (*Session, error) {
 	return sess.clone(), nil
 }
 
-// newSession checks n and makes the session it describes, created now.
-func newSession(id, cluster string, n NewSession) (*Session, error) {
-	if n.Principal == "" {
+// newSession checks n and makes the session it describes, created now. Without a
+// principal only if principalOptional (SaveAs), and then without a group.
+func newSession(id, cluster string, n NewSession, principalOptional bool) (*Session, error) {
+	switch {
+	case n.Principal == "" && !principalOptional:
 		return nil, fmt.Errorf("%w: Principal is required", ErrInvalid)
+	case n.Principal == "" && n.Group != "":
+		return nil, fmt.Errorf("%w: a Group needs a Principal (an SSO group is one user's sessions)", ErrInvalid)
 	}
 	if n.MaxIdle < 0 || n.MaxLife < 0 {
 		return nil, fmt.Errorf("%w: MaxIdle and MaxLife must not be negative", ErrInvalid)
@@ -578,7 +582,8 @@ func (s *Store) revokeLocked(key string) {
 // whatever the frequency; while degraded, it is kept and sent first when the bus is back.
 // With notices on, every instance in scope drops its copy too. An explicit logout of a
 // session in an SSO group ends every session of that group (its user's); a timeout ends
-// only its own. Destroying an unknown id is not an error.
+// only its own, and so does Renew, which replaces an id. Destroying an unknown id is not
+// an error.
 func (s *Store) Destroy(ctx context.Context, id string) error {
 	if !s.enter() {
 		return ErrClosed
@@ -604,11 +609,12 @@ func (s *Store) Destroy(ctx context.Context, id string) error {
 // unknown.
 func (s *Store) groupOf(ctx context.Context, key string) (principal, group string) {
 	s.mu.Lock()
-	if e := s.cache.get(key); e != nil {
+	e := s.cache.get(key)
+	if e != nil {
 		principal, group = e.sess.principal, e.sess.group
 	}
 	s.mu.Unlock()
-	if principal != "" || s.table == nil {
+	if e != nil || s.table == nil {
 		return principal, group
 	}
 	if it, err := s.table.Get(ctx, key); err == nil && it != nil {

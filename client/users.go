@@ -126,7 +126,7 @@ func (s *Store) destroyWhereCount(ctx context.Context, principal, reason string,
 // keep (the session just created, which the index may not list yet).
 func (s *Store) enforceCap(ctx context.Context, principal, keep string) error {
 	max := s.cfg.MaxSessionsPerPrincipal
-	if max <= 0 || s.index == nil {
+	if max <= 0 || s.index == nil || principal == "" { // no principal: not in the index
 		return nil
 	}
 	entries, err := s.entries(ctx, principal)

@@ -65,6 +65,11 @@ func FuzzDecodeSessionOp(f *testing.F) {
 		prefix + session(`{"a":"`+strings.Repeat("QUFB", 1000)+`"}`),
 		// Numbers at the edges of int64.
 		prefix + `"session":{"principal":"p","created":1,"lastAccess":9223372036854775807,"maxIdle":9223372036854775807,"maxLife":9223372036854775807}}`,
+		// No principal: empty, absent, null (all mean none), and with a group (invalid).
+		prefix + `"session":{"principal":"","created":1,"lastAccess":1,"maxIdle":1,"maxLife":1}}`,
+		prefix + `"session":{"created":1,"lastAccess":1,"maxIdle":1,"maxLife":1}}`,
+		prefix + `"session":{"principal":null,"created":1,"lastAccess":1,"maxIdle":1,"maxLife":1}}`,
+		prefix + `"session":{"principal":"","group":"g","created":1,"lastAccess":1,"maxIdle":1,"maxLife":1}}`,
 		// Invalid UTF-8 and stray bytes.
 		"{\"v\":1,\"op\":\"save\xff\"}", "\xef\xbb\xbf{}", "{\"v\":1}\x00",
 	} {

@@ -6,7 +6,7 @@ import "unicode/utf8"
 // save, and only its metadata (no Attrs) in a delta, whose changes are the op's
 // Set and Remove.
 type Session struct {
-	Principal  string            `json:"principal"`       // user id, 1..MaxPrincipalBytes bytes of valid UTF-8
+	Principal  string            `json:"principal"`       // user id, at most MaxPrincipalBytes bytes of valid UTF-8; "" for none known (then no Group)
 	Group      string            `json:"group,omitempty"` // SSO group, optional: at most 64 chars of [A-Za-z0-9._-]
 	Created    int64             `json:"created"`         // unix milliseconds, > 0
 	LastAccess int64             `json:"lastAccess"`      // unix milliseconds, >= Created
@@ -17,12 +17,21 @@ type Session struct {
 
 // validate checks s as the session of a create or save op. The principal
 // is not quoted in errors: it identifies a person.
+//
+// A session may have no principal (""): one of an app that knows no user, such as an
+// scs app; the per-user index leaves it out. This widens schema version 1 (every message
+// valid before still is), so the functions must have it before clients send such a
+// session.
 func (s *Session) validate() error {
-	if len(s.Principal) == 0 || len(s.Principal) > MaxPrincipalBytes || !utf8.ValidString(s.Principal) {
-		return invalidf("session.principal", "want 1-%d bytes of valid UTF-8, got %d bytes", MaxPrincipalBytes, len(s.Principal))
+	if len(s.Principal) > MaxPrincipalBytes || !utf8.ValidString(s.Principal) {
+		return invalidf("session.principal", "want at most %d bytes of valid UTF-8, got %d bytes", MaxPrincipalBytes, len(s.Principal))
 	}
 	if err := checkToken("session.group", s.Group, 0); err != nil {
 		return err
+	}
+	if s.Principal == "" && s.Group != "" {
+		// An SSO group is a user's sessions: its logout finds them by principal.
+		return invalidf("session.principal", "required with a group, got none")
 	}
 	if s.Created <= 0 {
 		return invalidf("session.created", "want unix milliseconds > 0, got %d", s.Created)

@@ -64,18 +64,22 @@ func TestTestdataRoundTrip(t *testing.T) {
 		op        OpKind
 		ver       string
 		at        int64
-		principal string   // "" for no session
+		session   bool // whether the op carries a session
+		principal string
 		attrs     []string // sorted names
 		cart      string   // decoded "cart" attribute, if any
 		reason    string
 	}{
-		{file: "create.json", op: OpCreate, ver: "0193512b1c0c0001", at: 1732233600012,
+		{file: "create.json", op: OpCreate, ver: "0193512b1c0c0001", at: 1732233600012, session: true,
 			principal: "uid=jdoe,ou=People,dc=example,dc=com", attrs: []string{"AuthLevel", "Locale", "Service"}},
-		{file: "save.json", op: OpSave, ver: "0193512d53a90001", at: 1732233745321,
+		{file: "save.json", op: OpSave, ver: "0193512d53a90001", at: 1732233745321, session: true,
 			principal: "uid=jdoe,ou=People,dc=example,dc=com", attrs: []string{"AuthLevel", "Locale", "Service", "cart"},
 			cart: `{"items":[{"sku":"A-1001","qty":2},{"sku":"B-2040","qty":1}]}`},
-		{file: "delta.json", op: OpDelta, ver: "0193512e0b2a0000", at: 1732233790000,
+		{file: "delta.json", op: OpDelta, ver: "0193512e0b2a0000", at: 1732233790000, session: true,
 			principal: "uid=jdoe,ou=People,dc=example,dc=com"},
+		// A session of no known user (an scs app's): no principal, so no group either.
+		{file: "save-no-principal.json", op: OpSave, ver: "0193512d53a90002", at: 1732233745321, session: true,
+			principal: "", attrs: []string{"scs"}},
 		{file: "destroy.json", op: OpDestroy, ver: "01935132c85d0001", at: 1732234102877, reason: "logout"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
@@ -88,7 +92,7 @@ func TestTestdataRoundTrip(t *testing.T) {
 				op.Writer != "auth-a" || op.Site != "local" || op.At != tc.at || op.Reason != tc.reason {
 				t.Errorf("decoded %+v", op)
 			}
-			if tc.principal == "" {
+			if !tc.session {
 				if op.Session != nil {
 					t.Errorf("Session = %+v, want nil", op.Session)
 				}
@@ -112,8 +116,11 @@ func TestTestdataRoundTrip(t *testing.T) {
 				if got := string(op.Session.Attrs["cart"]); got != tc.cart {
 					t.Errorf("cart = %q, want %q", got, tc.cart)
 				}
-				if got, want := string(op.Session.Attrs["Locale"]), "en-US"; got != want && tc.op != OpDelta {
+				if got, want := string(op.Session.Attrs["Locale"]), "en-US"; got != want && slices.Contains(tc.attrs, "Locale") {
 					t.Errorf("Locale = %q, want %q", got, want)
+				}
+				if got := string(op.Session.Attrs["scs"]); slices.Contains(tc.attrs, "scs") && got != `{"deadline":"2024-11-23T00:02:25Z"}` {
+					t.Errorf("scs = %q", got)
 				}
 				if tc.op == OpDelta && (string(op.Set["cart"]) != `{"items":[]}` || !slices.Equal(op.Remove, []string{"Service"})) {
 					t.Errorf("delta set %q remove %q", op.Set, op.Remove)
@@ -146,7 +153,7 @@ func TestInvalidTestdata(t *testing.T) {
 		"create-without-session.json":     {ErrInvalid, `field "session": required for op "create"`},
 		"destroy-with-session.json":       {ErrInvalid, `field "session": must be absent for op "destroy"`},
 		"empty-attr-name.json":            {ErrInvalid, `field "session.attrs": attribute name ""`},
-		"empty-principal.json":            {ErrInvalid, `field "session.principal"`},
+		"group-without-principal.json":    {ErrInvalid, `field "session.principal": required with a group`},
 		"empty-writer.json":               {ErrInvalid, `field "writer"`},
 		"empty.json":                      {ErrMalformed, "unexpected end of JSON input"},
 		"id-not-base64url.json":           {ErrInvalid, `field "id": want 43 base64url characters encoding a 32-byte SHA-256, got 43 characters that are not canonical base64url`},
@@ -234,6 +241,10 @@ func TestValidate(t *testing.T) {
 		{"longest tokens", func(op *SessionOp) { op.Cluster = strings.Repeat("a._-Z9", 10) + "abcd" }, nil, ""},
 		{"last access equals created", func(op *SessionOp) { op.Session.LastAccess = op.Session.Created }, nil, ""},
 		{"longest principal", func(op *SessionOp) { op.Session.Principal = strings.Repeat("é", MaxPrincipalBytes/2) }, nil, ""},
+		{"no principal, no group", func(op *SessionOp) { op.Session.Principal, op.Session.Group = "", "" }, nil, ""},
+		{"delta without principal", func(op *SessionOp) {
+			op.Op, op.Session.Principal, op.Session.Group, op.Session.Attrs, op.Set = OpDelta, "", "", nil, map[string][]byte{"a": {1}}
+		}, nil, ""},
 		{"most attrs", func(op *SessionOp) { op.Session.Attrs = manyAttrs(MaxAttributes) }, nil, ""},
 
 		{"v zero", func(op *SessionOp) { op.V = 0 }, ErrSchemaVersion, "schema version 0"},
@@ -255,6 +266,7 @@ func TestValidate(t *testing.T) {
 		{"empty session on destroy", func(op *SessionOp) { op.Op, op.Session = OpDestroy, &Session{} }, ErrInvalid, `"session"`},
 		{"long principal", func(op *SessionOp) { op.Session.Principal = strings.Repeat("p", MaxPrincipalBytes+1) }, ErrInvalid, `"session.principal"`},
 		{"principal not UTF-8", func(op *SessionOp) { op.Session.Principal = "jdoe\xc3" }, ErrInvalid, `"session.principal"`},
+		{"group without principal", func(op *SessionOp) { op.Session.Principal = "" }, ErrInvalid, `"session.principal": required with a group`},
 		{"bad group", func(op *SessionOp) { op.Session.Group = "staff members" }, ErrInvalid, `"session.group"`},
 		{"zero created", func(op *SessionOp) { op.Session.Created, op.Session.LastAccess = 0, 0 }, ErrInvalid, `"session.created"`},
 		{"zero maxLife", func(op *SessionOp) { op.Session.MaxLife = 0 }, ErrInvalid, `"session.maxLife"`},

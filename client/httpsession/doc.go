@@ -39,8 +39,9 @@
 //     http.ResponseController.
 //
 // Login, Renew and Logout defend the session id: Login and Renew always make a new id
-// and destroy the old one everywhere (session fixation), Logout destroys the session
-// everywhere. Call them before writing the response, since they set the cookie.
+// and end the old one everywhere (session fixation) while the rest of its SSO group
+// stays; Logout destroys the session everywhere, and with it its SSO group. Call them
+// before writing the response, since they set the cookie.
 //
 // The cookie is by default named "__Host-sessionha", Secure, HttpOnly, SameSite=Lax,
 // Path=/, host-only, and lives as long as the browser session; the session's MaxIdle and

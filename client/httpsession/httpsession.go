@@ -355,13 +355,14 @@ func begin(r *http.Request) (*state, error) {
 
 // Login starts a session for principal and makes it the request's: it sets the cookie
 // and FromContext returns it for the rest of the request. The session always gets a new
-// id: if the request carried one, that session is destroyed everywhere (a defence
-// against session fixation), and its attributes are carried over only with
-// Config.KeepAttrsOnLogin. opts gives the limits, group and initial attributes;
-// opts.Principal is ignored. Call it before writing the response.
+// id: if the request carried one, that session is ended everywhere (a defence against
+// session fixation; it is not a logout, so the rest of its SSO group stays), and its
+// attributes are carried over only with Config.KeepAttrsOnLogin. opts gives the limits,
+// group and initial attributes; opts.Principal is ignored. Call it before writing the
+// response.
 //
-// If the previous session cannot be destroyed, the new one is destroyed too, the
-// request is left with no session, and the error is returned: the user logs in again.
+// If the previous session cannot be ended, the new one is ended too, the request is
+// left with no session, and the error is returned: the user logs in again.
 func (m *Manager) Login(w http.ResponseWriter, r *http.Request, principal string, opts client.NewSession) (*client.Session, error) {
 	st, err := begin(r)
 	if err != nil {
@@ -384,8 +385,9 @@ func (m *Manager) Login(w http.ResponseWriter, r *http.Request, principal string
 
 // Renew gives the request's session a new id, keeping its principal, group, limits and
 // attributes (and saving any change the handler made to it so far): call it when the
-// user's privileges change. The old id is destroyed everywhere. The new session's MaxLife
-// counts from now. Call it before writing the response.
+// user's privileges change. The old id is refused everywhere from then on, but renewing
+// is not a logout: the other sessions of the session's SSO group stay (a Logout ends
+// them). The new session's MaxLife counts from now. Call it before writing the response.
 func (m *Manager) Renew(w http.ResponseWriter, r *http.Request) (*client.Session, error) {
 	st, err := begin(r)
 	if err != nil {
@@ -405,22 +407,26 @@ func (m *Manager) Renew(w http.ResponseWriter, r *http.Request) (*client.Session
 	})
 }
 
-// replace creates a session from n, destroys st's current one, and makes the new one
-// st's. st is locked.
+// replace gives st a new session made from n, in place of its current one if it has
+// one (client.Store.Renew: the old id ends, its SSO group does not). st is locked.
 func (m *Manager) replace(ctx context.Context, st *state, n client.NewSession) (*client.Session, error) {
-	sess, err := m.store.Create(ctx, n)
-	if err != nil {
-		return nil, fmt.Errorf("httpsession: create session: %w", err)
-	}
-	if old := st.sess; old != nil {
-		if err := m.store.Destroy(ctx, old.ID()); err != nil {
-			// Never leave two live sessions for one login: drop the new one too.
-			if err2 := m.store.Destroy(ctx, sess.ID()); err2 != nil {
-				m.log.Warn("could not destroy the session just created", "error", err2.Error())
-			}
-			st.sess, st.cookie = nil, clearCookie
-			return nil, fmt.Errorf("httpsession: destroy previous session: %w", err)
+	old := st.sess
+	if old == nil {
+		sess, err := m.store.Create(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("httpsession: create session: %w", err)
 		}
+		st.sess, st.cookie = sess, setCookie
+		return sess, nil
+	}
+	sess, err := m.store.Renew(ctx, old.ID(), n)
+	if err != nil {
+		// The old session stays the request's if the store still has it (the new one
+		// could not be made); otherwise the request is left with none.
+		if _, lerr := m.store.Load(ctx, old.ID()); lerr != nil {
+			st.sess, st.cookie = nil, clearCookie
+		}
+		return nil, fmt.Errorf("httpsession: renew session: %w", err)
 	}
 	st.sess, st.cookie = sess, setCookie
 	return sess, nil

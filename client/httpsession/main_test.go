@@ -65,8 +65,9 @@ type instance struct {
 	log       *logs
 }
 
-// openStore opens a store on the site whose SNS Publish calls are counted.
-func openStore(t *testing.T, id string, log io.Writer) (*client.Store, *atomic.Int64) {
+// openStore opens a store on the site whose SNS Publish calls are counted; opts change
+// its configuration.
+func openStore(t *testing.T, id string, log io.Writer, opts ...func(*client.Config)) (*client.Store, *atomic.Int64) {
 	t.Helper()
 	var n atomic.Int64
 	cfg := theSite.AWS.Copy()
@@ -79,10 +80,14 @@ func openStore(t *testing.T, id string, log io.Writer) (*client.Store, *atomic.I
 				return next.HandleInitialize(ctx, in)
 			}), middleware.After)
 	})
-	store, err := client.Open(context.Background(), client.Config{
+	ccfg := client.Config{
 		Table: theSite.Outputs.Table, OpsTopicARN: theSite.Outputs.TopicARNs[topology.TopicOps],
 		InstanceID: id, AWS: &cfg, Logger: slog.New(slog.NewTextHandler(log, nil)),
-	})
+	}
+	for _, o := range opts {
+		o(&ccfg)
+	}
+	store, err := client.Open(context.Background(), ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,11 +95,12 @@ func openStore(t *testing.T, id string, log io.Writer) (*client.Store, *atomic.I
 	return store, &n
 }
 
-// newInstance starts an auth server instance over https.
-func newInstance(t *testing.T, id string, cfg httpsession.Config) *instance {
+// newInstance starts an auth server instance over https; opts change its store's
+// configuration.
+func newInstance(t *testing.T, id string, cfg httpsession.Config, opts ...func(*client.Config)) *instance {
 	t.Helper()
 	in := &instance{log: &logs{}}
-	in.store, in.publishes = openStore(t, id, in.log)
+	in.store, in.publishes = openStore(t, id, in.log, opts...)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(in.log, nil))
 	}
@@ -117,11 +123,12 @@ type me struct {
 	Cart      string `json:"cart"`
 }
 
-// app is a small auth server: log in, add to the cart, read, renew, log out.
+// app is a small auth server: log in (into an SSO group if the form names one), add to
+// the cart, read, renew, log out.
 func app(m *httpsession.Manager) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := m.Login(w, r, r.FormValue("user"), client.NewSession{}); err != nil {
+		if _, err := m.Login(w, r, r.FormValue("user"), client.NewSession{Group: r.FormValue("group")}); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
@@ -171,7 +178,8 @@ func newBrowser(t *testing.T, in *instance) *browser {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := in.srv.Client()
+	c := new(http.Client)
+	*c = *in.srv.Client() // a copy: the server hands out one client, and each browser needs its own jar
 	c.Jar = jar
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &browser{t: t, c: c, jar: jar}

@@ -19,8 +19,9 @@
 //     ids; with HashTokenInStore, their SHA-256 in the same form). Commit stores the
 //     session under that token with client.Store.SaveAs, hashed like any id: the token
 //     never leaves the process in clear. A token of any other form is refused.
-//   - scs's encoded session data is one opaque attribute, Attr ("scs"); the principal is
-//     the constant Principal ("scs"), since scs has no user.
+//   - scs's encoded session data is one opaque attribute, Attr ("scs"). scs has no user,
+//     so the session has no principal: it is not in the per-user index, and List,
+//     Revoke, DestroyAll and MaxSessionsPerPrincipal leave it alone.
 //   - scs gives Commit an absolute expiry. The session is stored as created now with
 //     MaxLife = MaxIdle = expiry - now (whole seconds, rounded up), so it expires in the
 //     table when scs says; scs's IdleTimeout and Lifetime work as with any store because

@@ -20,13 +20,18 @@ func TestMain(m *testing.M) {
 	os.Exit(localtest.RunWithSite(m, nil, func(s *site.Site) { theSite = s }))
 }
 
-// openStore opens a client store on the site as instance id.
-func openStore(t *testing.T, id string) *client.Store {
+// openStore opens a client store on the site as instance id; opts change its
+// configuration.
+func openStore(t *testing.T, id string, opts ...func(*client.Config)) *client.Store {
 	t.Helper()
-	store, err := client.Open(context.Background(), client.Config{
+	cfg := client.Config{
 		Table: theSite.Outputs.Table, OpsTopicARN: theSite.Outputs.TopicARNs[topology.TopicOps],
 		InstanceID: id, AWS: &theSite.AWS,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	store, err := client.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

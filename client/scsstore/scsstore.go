@@ -13,11 +13,6 @@ import (
 // Attr is the session attribute that holds scs's encoded session data.
 const Attr = "scs"
 
-// Principal is the principal of every session this store writes: scs has no notion of a
-// user, so the sessions cannot be told apart by user (the per-user index sees them all
-// under this one name).
-const Principal = "scs"
-
 // Store is an scs.Store and scs.CtxStore backed by a sessionha client.Store.
 type Store struct {
 	store *client.Store
@@ -76,8 +71,10 @@ func (s *Store) CommitCtx(ctx context.Context, token string, b []byte, expiry ti
 	// Whole seconds, rounded up past the store's millisecond creation time, so that the
 	// session never ends before scs's expiry.
 	life = (life + time.Millisecond + time.Second - 1).Truncate(time.Second)
+	// No principal: scs knows no user, so the session stays out of the per-user index
+	// (one shared name would put a whole site's sessions under one index key).
 	_, err := s.store.SaveAs(ctx, token, client.NewSession{
-		Principal: Principal, MaxIdle: life, MaxLife: life, Attrs: map[string][]byte{Attr: b},
+		MaxIdle: life, MaxLife: life, Attrs: map[string][]byte{Attr: b},
 	})
 	if errors.Is(err, client.ErrNotFound) {
 		return nil // destroyed meanwhile (a logout elsewhere): the logout wins

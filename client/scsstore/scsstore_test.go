@@ -142,7 +142,7 @@ func TestFailover(t *testing.T) {
 				sum := sha256.Sum256([]byte(token))
 				stored = base64.RawURLEncoding.EncodeToString(sum[:])
 			}
-			if it := item(t, stored); it == nil || it.Principal != scsstore.Principal || len(it.Attrs[scsstore.Attr]) == 0 {
+			if it := item(t, stored); it == nil || it.Principal != "" || len(it.Attrs[scsstore.Attr]) == 0 {
 				t.Fatalf("stored item: %+v", it)
 			}
 

@@ -2,6 +2,7 @@ package record
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -13,7 +14,8 @@ import (
 )
 
 // IndexByPrincipal is the per-user index: cluster#principal, then creation time. Only
-// active sessions carry its key, so tombstones and pending items are not in it.
+// active sessions with a principal carry its key, so tombstones, pending items and
+// sessions of no known user are not in it.
 const IndexByPrincipal = "byPrincipal"
 
 // Querier is the DynamoDB call that reads the per-user index.
@@ -46,6 +48,9 @@ func (e Entry) Deadline() time.Time {
 // at now, oldest first. The index is eventually consistent: a session created or
 // destroyed a moment ago may be missing or still listed.
 func ByPrincipal(ctx context.Context, q Querier, table, cluster, principal string, now time.Time) ([]Entry, error) {
+	if principal == "" {
+		return nil, errors.New("query index " + IndexByPrincipal + ": a principal is required (sessions without one are not in the index)")
+	}
 	in := &dynamodb.QueryInput{
 		TableName:              aws.String(table),
 		IndexName:              aws.String(IndexByPrincipal),

@@ -76,7 +76,8 @@ const (
 	attrFloor      = "fl" // version of the newest snapshot merged
 	attrAttrVers   = "av" // name -> version, for attributes set by deltas newer than fl
 	attrRemoved    = "rm" // name -> version, for attributes removed by deltas newer than fl
-	// attrUserKey is the per-user index's key: cluster#principal, on active items only.
+	// attrUserKey is the per-user index's key: cluster#principal, on active items with a
+	// principal only.
 	attrUserKey = "upk"
 	// AttrExpiresAt is the table's TTL attribute (epoch seconds).
 	AttrExpiresAt = "expiresAt"
@@ -88,7 +89,7 @@ type Item struct {
 	Rev        int64  // revision: +1 on every write, the condition of the next
 	Version    string // version of the last applied op: Version(hlc, writer)
 	State      State
-	Principal  string
+	Principal  string // "" for none: the session is then not in the per-user index
 	Group      string
 	Created    int64 // unix ms
 	LastAccess int64 // unix ms
@@ -303,8 +304,11 @@ func Marshal(it *Item) map[string]types.AttributeValue {
 	if it.State == Destroyed {
 		return m // a tombstone keeps nothing of the session
 	}
-	m[attrPrincipal] = s(it.Principal)
-	if cluster, _, ok := strings.Cut(it.Key, "#"); ok && it.State == Active {
+	m[attrPrincipal] = s(it.Principal) // "" (no principal) too, so that every build reads the item
+	// Only an active session of a known user is in the per-user index: sessions without
+	// a principal (an scs app's) would otherwise all share one index key, one hot
+	// partition for a whole site.
+	if cluster, _, ok := strings.Cut(it.Key, "#"); ok && it.State == Active && it.Principal != "" {
 		m[attrUserKey] = s(cluster + "#" + it.Principal)
 	}
 	if it.Group != "" {

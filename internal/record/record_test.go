@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 var t0 = time.UnixMilli(1_800_000_000_000)
@@ -162,5 +164,37 @@ func TestMarshalRoundTrip(t *testing.T) {
 	delete(m, attrState)
 	if _, err := Unmarshal(m); err == nil {
 		t.Error("an item without a state was accepted")
+	}
+}
+
+// TestUserKey: an active session of a known user is in the per-user index (upk =
+// cluster#principal); one without a principal is not, nor is a pending item or a
+// tombstone, and a session without a principal reads back as one.
+func TestUserKey(t *testing.T) {
+	upk := func(it *Item) (string, bool) {
+		v, ok := Marshal(it)[attrUserKey].(*types.AttributeValueMemberS)
+		if !ok {
+			return "", false
+		}
+		return v.Value, true
+	}
+	it := session(0, map[string][]byte{"scs": []byte("data")})
+	it.Key, it.Version, it.State = "blue#abc", ver(1, "a"), Active
+	if k, ok := upk(it); !ok || k != "blue#alice" {
+		t.Errorf("active with a principal: upk %q %v, want blue#alice", k, ok)
+	}
+	pending := *it
+	pending.State = Pending
+	if k, ok := upk(&pending); ok {
+		t.Errorf("pending: upk %q, want none", k)
+	}
+	anon := *it
+	anon.Principal = ""
+	if k, ok := upk(&anon); ok {
+		t.Errorf("no principal: upk %q, want none", k)
+	}
+	got, err := Unmarshal(Marshal(&anon))
+	if err != nil || !reflect.DeepEqual(got, &anon) {
+		t.Fatalf("no principal round trip: %+v %v", got, err)
 	}
 }
