@@ -17,6 +17,10 @@
 // region or on a whole region, the way a network partition, a slow link or a regional
 // outage would, while the emulators behind it keep running.
 //
+// With EnforceAWSRules on, it also holds clients to rules of SQS and SNS that fauxqs
+// does not enforce (queue name reuse, purge interval and purge window, message sizes;
+// see rules.go), so that tests meet them before users do on AWS.
+//
 // The edge never logs: session data crosses it.
 package edge
 
@@ -57,11 +61,18 @@ type Options struct {
 	// Routes say where each service's requests go, by region. Required: at least one.
 	// No two may name the same service and region.
 	Routes []Route
+	// EnforceAWSRules turns the AWS rules of rules.go on from the start (see
+	// Gateway.EnforceAWSRules). Default false.
+	EnforceAWSRules bool
+	// Now is the clock of the rules' time windows (60 s between a queue's deletion and
+	// its re-creation, between two purges, and after a purge), so that tests can move
+	// through them without waiting. Default time.Now.
+	Now func() time.Time
 }
 
 // Gateway routes AWS API requests to emulators by SigV4 service and region. It is an
 // http.Handler; Listen serves it on 127.0.0.1. It is safe for concurrent use, and
-// faults and delays may change while requests are in flight.
+// faults, delays and the rules switch may change while requests are in flight.
 type Gateway struct {
 	routes     map[routeKey]*route // fixed at New
 	order      []*route            // routes sorted by name
@@ -70,6 +81,7 @@ type Gateway struct {
 	unroutable atomic.Int64
 	transport  *http.Transport
 	holding    atomic.Int64 // requests held by FaultBlackhole now
+	rules      *rules
 	// local holds the handlers of Handle, by path; replaced whole on every Handle.
 	local atomic.Pointer[map[string]http.Handler]
 
@@ -88,7 +100,7 @@ var discard = log.New(io.Discard, "", 0)
 // base URL, e.g. {"dynamodb": "http://127.0.0.1:8000", "sns": fauxqs, "sqs": fauxqs}.
 // Service names are SigV4 signing names (DynamoDB Streams signs as "dynamodb"). URLs
 // must be absolute http or https URLs without query or fragment; a path is a prefix.
-// For routes by region, use NewGateway.
+// For routes by region, or the AWS rules, use NewGateway.
 func New(routes map[string]string) (*Gateway, error) {
 	o := Options{}
 	for _, svc := range slices.Sorted(maps.Keys(routes)) {
@@ -102,9 +114,13 @@ func NewGateway(o Options) (*Gateway, error) {
 	if len(o.Routes) == 0 {
 		return nil, errors.New("edge: no routes given")
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	g := &Gateway{
 		routes:  make(map[routeKey]*route, len(o.Routes)),
 		totals:  map[string]*atomic.Int64{},
+		rules:   newRules(o.Now),
 		faults:  map[scope]Fault{},
 		delays:  map[scope]time.Duration{},
 		changed: make(chan struct{}),
@@ -146,6 +162,7 @@ func NewGateway(o Options) (*Gateway, error) {
 	for _, rt := range g.order {
 		g.names = append(g.names, rt.String())
 	}
+	g.rules.on.Store(o.EnforceAWSRules)
 	return g, nil
 }
 
@@ -176,7 +193,7 @@ func (g *Gateway) Handle(path string, h http.Handler) error {
 // its routes; under each regional route's name ("dynamodb/eu-west-1"), those through
 // that route (a service-wide route's own count is its service's total less its
 // regional routes'); and under Unroutable, how many matched no route. Requests stopped
-// by a fault are not counted.
+// by a fault or refused by an AWS rule are not counted.
 func (g *Gateway) Stats() map[string]int64 {
 	m := make(map[string]int64, len(g.totals)+len(g.order)+1)
 	for svc, c := range g.totals {
@@ -192,7 +209,7 @@ func (g *Gateway) Stats() map[string]int64 {
 }
 
 // ServeHTTP forwards r to the emulator for its service and region, or applies the
-// fault set for them.
+// fault set for them, or answers an AWS rule's error.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == HealthPath && r.Method == http.MethodGet {
 		g.health(w, r)
@@ -225,6 +242,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			t.Stop()
 			return // the client is gone: nobody to answer
 		}
+	}
+	if g.rules.on.Load() && (svc == "sqs" || svc == "sns") {
+		g.serveWithRules(w, r, rt, svc, region)
+		return
 	}
 	g.forward(w, r, rt)
 }
