@@ -18,10 +18,11 @@ package edge
 // Clocks: a window is PurgeWindow long on the edge's clock (Options.Now, a fake one in
 // tests), while SentTimestamp is on fauxqs's, the real clock. The edge places a
 // window's end in real time when it first sees its clock past the end (at the next
-// SQS or SNS request): at the real instant the end had, if the clock is real, and
-// never before the last request it saw while the window was open. So a test may move
-// its clock between requests (not while one is under way) and what was sent before
-// the move is taken, what is sent after it is kept.
+// SQS or SNS request): at the real instant the end had if the clock is real, but never
+// before the last SQS or SNS request under the rules completed, since what a request
+// that arrived in the window sent was sent in the window. So a test may move its clock
+// between requests (not while one is under way): what was sent before the move is
+// taken, what is sent after it is kept.
 //
 // Limits: only ReceiveMessage answers through the edge are filtered: the queue's
 // ApproximateNumberOfMessages still counts the taken messages until a receive takes
@@ -89,9 +90,9 @@ func (ru *rules) placeEnds() (wait time.Duration) {
 		if now.Before(w.end) {
 			return false
 		}
-		end := real.Add(-now.Sub(w.end)) // exact when the clock is real
+		end := real.Add(-now.Sub(w.end)) // the end's real instant, if the clock is real
 		if end.Before(ru.lastDone) {
-			end = ru.lastDone // the clock jumped: the window was open until at least then
+			end = ru.lastDone // a request of the window completed later, or the clock jumped
 		}
 		if end.Before(w.realStart) {
 			end = w.realStart

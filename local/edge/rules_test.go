@@ -648,3 +648,45 @@ func localtestEventually(t *testing.T, what string, cond func() (bool, string)) 
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// On the real clock a window ends exactly PurgeWindow after its purge, to the
+// millisecond, whenever the edge notices; unless a request that arrived in the window
+// completed after that, in which case what it sent was sent in the window.
+func TestPurgeWindowEndRealClock(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		lastDone time.Duration // since the purge
+		wantEnd  time.Duration // since the purge
+	}{
+		{"no request across the end", 40 * time.Second, PurgeWindow},
+		{"a request completed after the end", 65 * time.Second, 65 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ru := newRules(time.Now)
+			purge := time.Now().Add(-70 * time.Second)
+			key := queueKey{"us-east-1", "q"}
+			ru.addWindow(ru.queue(key), purge, purge)
+			ru.lastDone = purge.Add(tc.lastDone)
+			ru.observe()
+			end := purge.Add(tc.wantEnd)
+			w := ru.queues[key].windows[0]
+			if w.realEnd.Before(end) || w.realEnd.Sub(end) > 2*time.Millisecond || len(ru.open) != 0 {
+				t.Fatalf("window end placed %s after the purge, want %s (to the ms); open windows %d", w.realEnd.Sub(purge), tc.wantEnd, len(ru.open))
+			}
+			for _, c := range []struct {
+				sent time.Duration
+				want bool
+			}{
+				{-time.Millisecond, false},
+				{0, true},
+				{tc.wantEnd - time.Millisecond, true},
+				{tc.wantEnd + 2*time.Millisecond, false},
+				{69 * time.Second, false},
+			} {
+				if got := ru.taken(key, purge.Add(c.sent).UnixMilli()); got != c.want {
+					t.Errorf("message sent %s after the purge: taken %v, want %v", c.sent, got, c.want)
+				}
+			}
+		})
+	}
+}
