@@ -19,6 +19,7 @@ import (
 	"github.com/sessionha/sessionha/local/dynamo"
 	"github.com/sessionha/sessionha/local/edge"
 	"github.com/sessionha/sessionha/local/emulator"
+	"github.com/sessionha/sessionha/local/replication"
 )
 
 // StackOptions configure a local stack of one or more sites; the zero value means the
@@ -53,6 +54,9 @@ type StackOptions struct {
 	// on AWS, TTL deletes come late (typically within days), and every read must filter
 	// expired items meanwhile. Default 1 min, so that the local stack shows it too.
 	TTLDelay time.Duration
+	// Replication configures the global table's replication between the regions' replicas
+	// (lag, jitter, seed). Default: replication.Options' defaults (500 ms ± 250 ms).
+	Replication replication.Options
 }
 
 // Stack is a running local stack: fauxqs (SNS and SQS of every region), one DynamoDB
@@ -66,6 +70,9 @@ type Stack struct {
 	Replicas map[string]*dynamo.Replica
 	// Edge is the gateway behind the edge port: faults and delays are set on it.
 	Edge *edge.Gateway
+	// Replicator makes the replicas one global table (multi-region eventual consistency,
+	// a local stand-in); nil with one region.
+	Replicator *replication.Replicator
 
 	ddbMu      sync.Mutex // guards ddbServers, replaced by StartDynamoDB
 	ddbServers map[string]*dynamo.Server
@@ -167,14 +174,24 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	}
 	o.Logger.Info("emulators up", "fauxqs", st.Fauxqs.Endpoint, "dynamodb regions", regions)
 
-	routes := map[string]string{"sns": st.Fauxqs.Endpoint, "sqs": st.Fauxqs.Endpoint, "sts": st.Fauxqs.Endpoint}
-	if len(regions) == 1 {
-		routes["dynamodb"] = st.ddbServers[regions[0]].URL()
-	} else {
-		return nil, fmt.Errorf("sites in %d regions: not yet supported by the edge", len(regions))
+	// SNS and SQS of every region go to fauxqs (it keeps regions apart itself); DynamoDB to
+	// the region's replica.
+	routes := []edge.Route{{Service: "sns", URL: st.Fauxqs.Endpoint}, {Service: "sqs", URL: st.Fauxqs.Endpoint},
+		{Service: "sts", URL: st.Fauxqs.Endpoint}}
+	for _, region := range regions {
+		routes = append(routes, edge.Route{Service: "dynamodb", Region: region, URL: st.ddbServers[region].URL()})
 	}
-	if st.Edge, err = edge.New(routes); err != nil {
+	if st.Edge, err = edge.NewGateway(edge.Options{Routes: routes}); err != nil {
 		return nil, err
+	}
+	if len(regions) > 1 {
+		replicas := make([]*dynamo.Replica, len(regions))
+		for i, region := range regions {
+			replicas[i] = st.Replicas[region]
+		}
+		if st.Replicator, err = replication.New(replicas, o.Replication); err != nil {
+			return nil, err
+		}
 	}
 	if st.edgeSrv, err = edge.Listen(fmt.Sprintf("127.0.0.1:%d", max(o.EdgePort, 0)), st.Edge); err != nil {
 		return nil, err
@@ -270,6 +287,9 @@ func (st *Stack) Stop() {
 		for _, s := range st.Sites {
 			s.stopFunctions()
 		}
+		if st.Replicator != nil {
+			st.Replicator.Close()
+		}
 		if st.edgeSrv != nil {
 			st.edgeSrv.Close()
 		}
@@ -297,4 +317,16 @@ func (st *Stack) Regions() []string {
 		}
 	}
 	return rs
+}
+
+// KillRegion loses a region as a disaster would: its DynamoDB changes not yet replicated
+// are lost, and every request to any of its services is refused from now on.
+func (st *Stack) KillRegion(region string) error {
+	if st.Replicator != nil {
+		if err := st.Replicator.Kill(region); err != nil {
+			return err
+		}
+	}
+	st.Edge.SetRegionFault("", region, edge.FaultRefuse)
+	return nil
 }

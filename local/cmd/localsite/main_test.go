@@ -2,8 +2,8 @@ package main
 
 // These tests run localsite as `make local` does: a real OS process, built once per test
 // binary, stopped with SIGTERM. They check what an operator relies on: the summary, the
-// site.env a client sources, that the site behind it applies session operations, and
-// that stopping it leaves no process behind.
+// env files a client sources, that the sites behind them apply session operations and
+// replicate them between regions, and that stopping leaves no process behind.
 
 import (
 	"bytes"
@@ -57,8 +57,9 @@ func testMain(m *testing.M) int {
 	return m.Run()
 }
 
-// TestUpClientStop starts the site as `make local` does, uses it through site.env as an
-// auth server would, and stops it with SIGTERM.
+// TestUpClientStop starts the sites of cdk.json as `make local` does (eu in eu-west-1,
+// the primary, and us in us-east-1), uses them through their env files as auth servers
+// would, and stops them with SIGTERM.
 func TestUpClientStop(t *testing.T) {
 	port := freePort(t)
 	runDir := t.TempDir()
@@ -81,7 +82,8 @@ func TestUpClientStop(t *testing.T) {
 	})
 	summary := p.stdout.String()
 	demoURL := fmt.Sprintf("http://127.0.0.1:%d", demoPort)
-	for _, want := range []string{`sessionha site "local" is up`, "edge (all services)  " + edgeURL, "demo auth site       " + demoURL, "Stop with Ctrl-C."} {
+	for _, want := range []string{"sessionha: 2 site(s) up", "edge (all services)  " + edgeURL, "site eu              eu-west-1, primary",
+		"site us              us-east-1", "demo auth site       " + demoURL, "Stop with Ctrl-C."} {
 		if !strings.Contains(summary, want) {
 			t.Errorf("summary lacks %q:\n%s", want, summary)
 		}
@@ -93,13 +95,13 @@ func TestUpClientStop(t *testing.T) {
 	} else if src := m[1]; src != envPath {
 		t.Errorf("summary says to source %s, want %s", src, envPath)
 	}
-	// The emulators' PIDs it prints are its own children.
+	// The emulator PID it prints is its own child (DynamoDB runs in process).
 	emuPIDs := map[string]int{}
-	for _, m := range regexp.MustCompile(`(?m)^\s+(dynamodb-local|fauxqs) .*\(pid (\d+)\)$`).FindAllStringSubmatch(summary, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\s+(fauxqs) .*\(pid (\d+)\)$`).FindAllStringSubmatch(summary, -1) {
 		emuPIDs[m[1]], _ = strconv.Atoi(m[2])
 	}
-	if len(emuPIDs) != 2 {
-		t.Errorf("summary: want the pids of dynamodb-local and fauxqs, got %v:\n%s", emuPIDs, summary)
+	if len(emuPIDs) != 1 {
+		t.Errorf("summary: want the pid of fauxqs, got %v:\n%s", emuPIDs, summary)
 	}
 	desc := p.descendants()
 	for name, pid := range emuPIDs {
@@ -141,6 +143,19 @@ func TestUpClientStop(t *testing.T) {
 	if got := env["AWS_ENDPOINT_URL"]; got != edgeURL {
 		t.Errorf("site.env: AWS_ENDPOINT_URL=%s, want the edge %s", got, edgeURL)
 	}
+	// site.env is the primary site's; each site has its own file too.
+	if env["SESSIONHA_SITE"] != "eu" || env["AWS_REGION"] != "eu-west-1" {
+		t.Errorf("site.env: site %q in %q, want the primary eu in eu-west-1", env["SESSIONHA_SITE"], env["AWS_REGION"])
+	}
+	euEnv := parseEnvFile(t, filepath.Join(runDir, "eu.env"))
+	usEnv := parseEnvFile(t, filepath.Join(runDir, "us.env"))
+	if !maps.Equal(euEnv, env) {
+		t.Errorf("eu.env differs from site.env:\n%v\n%v", euEnv, env)
+	}
+	if usEnv["SESSIONHA_SITE"] != "us" || usEnv["AWS_REGION"] != "us-east-1" || usEnv["SESSIONHA_TABLE"] != env["SESSIONHA_TABLE"] ||
+		usEnv["SESSIONHA_OPS_TOPIC_ARN"] == env["SESSIONHA_OPS_TOPIC_ARN"] || !strings.Contains(usEnv["SESSIONHA_OPS_TOPIC_ARN"], ":us-east-1:") {
+		t.Errorf("us.env: want site us in us-east-1 with the same table and its own topics: %v", usEnv)
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -160,6 +175,7 @@ func TestUpClientStop(t *testing.T) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	a := openStore(t, "localsite-test-a", env)
 	b := openStore(t, "localsite-test-b", env)
+	us := openStore(t, "localsite-test-us", usEnv) // in the other region: reads its replica
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -185,16 +201,29 @@ func TestUpClientStop(t *testing.T) {
 		return true, ""
 	})
 	t.Logf("save to load on another instance: %.2fs", time.Since(saved).Seconds())
+	eventually(t, p, "an instance of the other region to load it (replicated)", func() (bool, string) {
+		got, err := us.Load(ctx, sess.ID())
+		if err != nil {
+			return false, err.Error()
+		}
+		if v, _ := got.Get("cart"); !bytes.Equal(v, cart) {
+			return false, fmt.Sprintf("cart %q", v)
+		}
+		return true, ""
+	})
+	t.Logf("save to load in the other region: %.2fs", time.Since(saved).Seconds())
 	if err := a.Destroy(ctx, sess.ID()); err != nil {
 		t.Fatalf("Destroy: %v", err)
 	}
-	eventually(t, p, "the other instance to see the destroy", func() (bool, string) {
-		_, err := b.Load(ctx, sess.ID())
-		if errors.Is(err, client.ErrNotFound) {
-			return true, ""
-		}
-		return false, fmt.Sprintf("Load: %v", err)
-	})
+	for name, other := range map[string]*client.Store{"the other instance": b, "the other region's instance": us} {
+		eventually(t, p, name+" to see the destroy", func() (bool, string) {
+			_, err := other.Load(ctx, sess.ID())
+			if errors.Is(err, client.ErrNotFound) {
+				return true, ""
+			}
+			return false, fmt.Sprintf("Load: %v", err)
+		})
+	}
 
 	// The function ran as a bootstrap under the command (idle environments keep running).
 	p.collectDescendants()
@@ -225,8 +254,10 @@ func TestUpClientStop(t *testing.T) {
 	if !strings.Contains(p.stdout.String(), "stopping the site") {
 		t.Errorf("stdout does not say it is stopping:\n%s", p.stdout)
 	}
-	if _, err := os.Stat(envPath); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("site.env still there after the site stopped (stat: %v)", err)
+	for _, f := range []string{"site.env", "eu.env", "us.env"} {
+		if _, err := os.Stat(filepath.Join(runDir, f)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there after the sites stopped (stat: %v)", f, err)
+		}
 	}
 	p.checkNoneLeft(t)
 	t.Logf("timings: up %.2fs, stop %.2fs", upIn.Seconds(), stopIn.Seconds())
@@ -286,9 +317,8 @@ func TestBadEdgePort(t *testing.T) {
 func TestInterruptedStart(t *testing.T) {
 	runDir := t.TempDir()
 	p := startLocalsite(t, "-edge-port", strconv.Itoa(freePort(t)), "-run-dir", runDir, "-demo-addr", "off")
-	waitFor(t, p, upDeadline, "DynamoDB Local and fauxqs to be started", func() bool {
-		names := p.descendantNames()
-		return hasName(names, "java") && hasName(names, "node")
+	waitFor(t, p, upDeadline, "fauxqs to be started", func() bool {
+		return hasName(p.descendantNames(), "node")
 	})
 	stopAt := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -495,8 +525,12 @@ func eventually(t *testing.T, p *process, what string, cond func() (bool, string
 	}
 }
 
+// openStore opens a store configured from env, as sourcing that env file would.
 func openStore(t *testing.T, instance string, env map[string]string) *client.Store {
 	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
 	t.Setenv("SESSIONHA_INSTANCE_ID", instance)
 	cfg, err := client.ConfigFromEnv()
 	if err != nil {
@@ -619,4 +653,47 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestOneSite: -site runs one site of cdk.json alone, as its own primary; a name cdk.json
+// does not list is a usage error naming the ones it does.
+func TestOneSite(t *testing.T) {
+	runDir := t.TempDir()
+	p := startLocalsite(t, "-site", "us", "-edge-port", strconv.Itoa(freePort(t)), "-run-dir", runDir, "-demo-addr", "off")
+	envPath := filepath.Join(runDir, "site.env")
+	waitFor(t, p, upDeadline, "site.env to be written", func() bool {
+		_, err := os.Stat(envPath)
+		return err == nil
+	})
+	env := parseEnvFile(t, envPath)
+	if env["SESSIONHA_SITE"] != "us" || env["AWS_REGION"] != "us-east-1" {
+		t.Errorf("site.env: site %q in %q, want us in us-east-1", env["SESSIONHA_SITE"], env["AWS_REGION"])
+	}
+	if _, err := os.Stat(filepath.Join(runDir, "eu.env")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("eu.env written although only us runs (stat: %v)", err)
+	}
+	waitFor(t, p, 10*time.Second, "the summary", func() bool { return strings.Contains(p.stdout.String(), "Stop with Ctrl-C.") })
+	if out := p.stdout.String(); !strings.Contains(out, "sessionha: 1 site(s) up") || strings.Contains(out, "site eu ") {
+		t.Errorf("summary of one site:\n%s", out)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(stopDeadline):
+		t.Fatalf("localsite -site us did not exit within %s of SIGTERM", stopDeadline)
+	}
+	p.checkNoneLeft(t)
+
+	bad := startLocalsite(t, "-site", "mars", "-edge-port", strconv.Itoa(freePort(t)), "-run-dir", t.TempDir(), "-demo-addr", "off")
+	select {
+	case <-bad.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("localsite -site mars still running after 30s")
+	}
+	if code := bad.cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(bad.stderr.String(), `"mars"`) ||
+		!strings.Contains(bad.stderr.String(), "eu, us") {
+		t.Errorf("-site mars: exit %d, stderr %q: want 2 naming mars and the sites eu, us", code, bad.stderr)
+	}
 }
