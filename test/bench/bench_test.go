@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -32,7 +31,7 @@ var (
 	latConc  = flag.Int("sessionha.latc", 4, "concurrency of the latency runs")
 	samples  = flag.Int("sessionha.samples", 2000, "reads per latency run")
 	lagN     = flag.Int("sessionha.lag", 500, "sessions per visibility-lag run")
-	profile  = flag.String("sessionha.cpuprofile", "", "write a CPU profile of this process (client, edge, runner) during the pipeline run to `FILE`")
+	cpuProf  = flag.String("sessionha.cpuprofile", "", "write the CPU profile of this process (client, edge, runner, DynamoDB) of the last pipeline run to `FILE`")
 	colds    = flag.Int("sessionha.colds", 7, "cold starts to measure")
 	fnProf   = flag.String("sessionha.fnprofile", "", "`DIR` where sessionop's bootstraps write CPU profiles (SESSIONHA_CPUPROFILE)")
 	theSite  *site.Site
@@ -95,25 +94,6 @@ func (t *tail) String() string {
 	return strings.Join(t.lines, "")
 }
 
-// startProfile starts a CPU profile if one was asked for.
-func startProfile(t *testing.T) func() {
-	if *profile == "" {
-		return func() {}
-	}
-	f, err := os.Create(*profile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		t.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-		t.Logf("CPU profile of the pipeline run: %s", *profile)
-	}
-}
-
 // TestBench measures every figure in one run and writes the report.
 func TestBench(t *testing.T) {
 	if !*enabled {
@@ -127,16 +107,15 @@ func TestBench(t *testing.T) {
 	b.warmUp()
 	// Throughput: raw and pipeline runs alternate, so that both meet the machine's load as it
 	// comes and goes; the report takes the round with the median ratio.
-	stop := startProfile(t)
 	for range *rounds {
 		var rd round
-		cpu0 := b.cpuNow()
+		cpu0 := b.cpuStart()
 		rd.Raw = b.rawPut(*conc, *n)
-		rd.RawCPU = b.cpuSince(cpu0, rd.Raw.Elapsed)
+		rd.RawCPU = b.cpuSince(cpu0, rd.Raw.Elapsed, "")
+		rd.Bus = b.rawBus(*conc, *n)
 		rd.Pipeline, rd.CPU, rd.Batches = b.pipeline(*conc, *n)
 		r.Rounds = append(r.Rounds, rd)
 	}
-	stop()
 	r.pickMedian()
 	r.RawGet, r.Direct, r.Bus = b.reads(*latConc, *samples)
 	r.Lag, r.LagPublish, r.RawPutLat = b.lag(*latConc, *lagN)

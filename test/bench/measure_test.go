@@ -60,6 +60,7 @@ type bencher struct {
 	writer *client.Store // instance A: creates
 	reader *client.Store // instance B: fails over
 	ids    []string      // sessions made by the pipeline run, for the reads
+	bus    *busRig       // the bus alone's topic and queue, made on first use
 }
 
 func newBencher(t *testing.T) *bencher {
@@ -284,7 +285,7 @@ type cpuPart struct {
 // times until the functions have applied them all.
 func (b *bencher) pipeline(conc, n int) (run, cpuUse, batches) {
 	base := b.handled()
-	cpu0 := b.cpuNow()
+	cpu0 := b.cpuStart()
 	fn := theSite.Functions[topology.FunctionSessionOp]
 	inv0 := fn.Stats().Invocations
 	ids := make([]string, n)
@@ -299,7 +300,7 @@ func (b *bencher) pipeline(conc, n int) (run, cpuUse, batches) {
 	published := time.Since(start)
 	b.waitApplied(base, float64(n), ids) // every one is in the table
 	r.Elapsed = time.Since(start)
-	use := b.cpuSince(cpu0, r.Elapsed)
+	use := b.cpuSince(cpu0, r.Elapsed, *cpuProf)
 	bt := batches{Messages: n, Invocations: int(fn.Stats().Invocations - inv0)}
 	b.ids = ids
 	b.t.Logf("pipeline, %d by %d: published in %s, applied in %s: %.0f/s", n, conc, published.Round(time.Millisecond), r.Elapsed.Round(time.Millisecond), r.perSecond())

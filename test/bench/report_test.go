@@ -11,119 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/sessionha/sessionha/infra/topology"
 )
-
-// CPU accounting: the pipeline run's CPU time per process, from /proc.
-
-// The components, in the report's order.
-var cpuOrder = []string{
-	"DynamoDB Local (java)",
-	"fauxqs: SNS and SQS (node)",
-	"sessionop bootstraps",
-	"bench process: client, edge, Lambda runner",
-}
-
-// cpuBusy keys the machine's busy CPU time in cpuNow's map.
-const cpuBusy = "machine"
-
-// busyCPU is the machine's CPU time spent on anything (/proc/stat), idle and iowait aside.
-func busyCPU() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
-	var busy int64
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		if i != 3 && i != 4 && i < 8 {
-			busy += n
-		}
-	}
-	return time.Duration(busy) * time.Second / clockTicks
-}
-
-// cpuSince is the CPU each component used since before, and what other processes of the
-// machine used meanwhile (other work on a shared machine skews every figure).
-func (b *bencher) cpuSince(before map[string]time.Duration, wall time.Duration) cpuUse {
-	now := b.cpuNow()
-	use := cpuUse{Wall: wall}
-	var ours time.Duration
-	for _, name := range cpuOrder {
-		d := now[name] - before[name]
-		ours += d
-		use.Parts = append(use.Parts, cpuPart{Name: name, CPU: d})
-	}
-	use.Others = max(0, now[cpuBusy]-before[cpuBusy]-ours)
-	return use
-}
-
-// clockTicks is USER_HZ, the unit of /proc/PID/stat's times (100 on Linux).
-const clockTicks = 100
-
-// procCPU is the user+system CPU time of one process, 0 if it is gone.
-func procCPU(pid string) time.Duration {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / clockTicks
-}
-
-// treeCPU is the CPU time of a process and its descendants.
-func treeCPU(pid int) time.Duration {
-	parents := map[string]string{}
-	if ents, err := os.ReadDir("/proc"); err == nil {
-		for _, e := range ents {
-			if _, err := strconv.Atoi(e.Name()); err != nil {
-				continue
-			}
-			b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-			if err != nil {
-				continue
-			}
-			s := string(b)
-			f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-			if len(f) > 1 {
-				parents[e.Name()] = f[1]
-			}
-		}
-	}
-	root := strconv.Itoa(pid)
-	var total time.Duration
-	for p := range parents {
-		for q := p; q != "" && q != "0"; q = parents[q] {
-			if q == root {
-				total += procCPU(p)
-				break
-			}
-		}
-	}
-	return total
-}
-
-func (b *bencher) cpuNow() map[string]time.Duration {
-	m := map[string]time.Duration{
-		cpuBusy:     busyCPU(),
-		cpuOrder[0]: treeCPU(theSite.DynamoDB.PID()),
-		cpuOrder[1]: treeCPU(theSite.Fauxqs.PID()),
-		cpuOrder[3]: procCPU("self"),
-	}
-	for _, pid := range theSite.Functions[topology.FunctionSessionOp].Environments() {
-		m[cpuOrder[2]] += procCPU(strconv.Itoa(pid))
-	}
-	return m
-}
 
 // The machine.
 
@@ -136,7 +24,8 @@ type machineInfo struct {
 
 func machine() machineInfo {
 	m := machineInfo{Cores: runtime.NumCPU(), Go: runtime.Version(), CPU: "unknown",
-		DynamoDB: "DynamoDB Local 1.25.1 (amplify-dynamodb-simulator 2.9.30)", Fauxqs: "fauxqs 2.4.1 on Node 22"}
+		DynamoDB: "the local DynamoDB (local/dynamo: minidyn v0.8.2 with sessionha's patch, in the bench process, one replica)",
+		Fauxqs:   "fauxqs 2.4.1 on Node 22"}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
@@ -182,14 +71,14 @@ type report struct {
 	Concurrency, LatConcurrency int
 	N, Samples, LagN            int
 
-	Rounds                                                       []round
-	RawPut, Pipeline, RawPutLat, RawGet, Direct, Lag, LagPublish run
-	CPU, RawCPU                                                  cpuUse
-	Batches                                                      batches
-	Bus                                                          busResult
-	Bytes                                                        sizeResult
-	Cold                                                         coldResult
-	Sizes                                                        []sizeOf
+	Rounds                                                               []round
+	RawPut, RawBus, Pipeline, RawPutLat, RawGet, Direct, Lag, LagPublish run
+	CPU, RawCPU                                                          cpuUse
+	Batches                                                              batches
+	Bus                                                                  busResult
+	Bytes                                                                sizeResult
+	Cold                                                                 coldResult
+	Sizes                                                                []sizeOf
 }
 
 func ms(d time.Duration) string {
@@ -210,21 +99,37 @@ func verdict(ok bool) string {
 	return "**not met**"
 }
 
-// round is one raw PutItem run and the pipeline run after it.
+// round is one raw PutItem run, one run of the bus alone and the pipeline run after them.
 type round struct {
-	Raw, Pipeline run
-	RawCPU, CPU   cpuUse
-	Batches       batches
+	Raw, Bus, Pipeline run
+	RawCPU, CPU        cpuUse
+	Batches            batches
 }
 
 func (rd round) ratio() float64 { return rd.Pipeline.perSecond() / rd.Raw.perSecond() }
+
+// ceiling is the lower of the pipeline's two raw ceilings, the table's and the bus's:
+// the part that binds it, and what the pipeline reaches of it.
+func (rd round) ceiling() (part string, perSecond float64) {
+	if rd.Bus.N > 0 && rd.Bus.perSecond() < rd.Raw.perSecond() {
+		return "the bus alone", rd.Bus.perSecond()
+	}
+	return "raw PutItem", rd.Raw.perSecond()
+}
 
 // pickMedian makes the round with the median ratio the report's throughput figures.
 func (r *report) pickMedian() {
 	rs := slices.Clone(r.Rounds)
 	slices.SortFunc(rs, func(a, b round) int { return cmp.Compare(a.ratio(), b.ratio()) })
 	m := rs[len(rs)/2]
-	r.RawPut, r.Pipeline, r.RawCPU, r.CPU, r.Batches = m.Raw, m.Pipeline, m.RawCPU, m.CPU, m.Batches
+	r.RawPut, r.RawBus, r.Pipeline, r.RawCPU, r.CPU, r.Batches = m.Raw, m.Bus, m.Pipeline, m.RawCPU, m.CPU, m.Batches
+}
+
+// binding names the part whose raw ceiling is lower in the reported round.
+func (r *report) binding() string {
+	rd := round{Raw: r.RawPut, Bus: r.RawBus}
+	part, _ := rd.ceiling()
+	return part
 }
 
 // row is one line of the table: figure, measured, baseline, ratio, goal, verdict.
@@ -239,6 +144,9 @@ func (r *report) rows() []row {
 	rows := []row{
 		{fmt.Sprintf("pipeline throughput (client publish → applied), %d sessions by %d goroutines", r.N, r.Concurrency),
 			fmt.Sprintf("%.0f sessions/s", pp), fmt.Sprintf("raw PutItem %.0f items/s", pr), ratio(pp, pr), "≥ 0.5 × raw PutItem", verdict(pp >= 0.5*pr)},
+		{"… against the bus alone (SNS publish → SQS → receive and delete, no function, no table)",
+			fmt.Sprintf("%.0f sessions/s", pp), fmt.Sprintf("bus alone %.0f messages/s", r.RawBus.perSecond()), ratio(pp, r.RawBus.perSecond()),
+			"the part with the lower ceiling binds: " + r.binding(), "-"},
 		{fmt.Sprintf("direct failover read p50 (Load on another instance), by %d", r.LatConcurrency),
 			ms(d50), "raw GetItem p50 " + ms(g50), ratio(float64(d50), float64(g50)), "-", "-"},
 		{fmt.Sprintf("direct failover read p99, by %d", r.LatConcurrency),
@@ -312,6 +220,12 @@ store underneath, not what AWS would do.
 		ratios = append(ratios, fmt.Sprintf("%.0f/s vs %.0f/s = %.2f", rd.Pipeline.perSecond(), rd.Raw.perSecond(), rd.ratio()))
 	}
 	fmt.Fprintf(&b, "\nPipeline against raw PutItem, round by round (the table shows the median round): %s.\n", strings.Join(ratios, "; "))
+	var bus []string
+	for _, rd := range r.Rounds {
+		part, ps := rd.ceiling()
+		bus = append(bus, fmt.Sprintf("bus alone %.0f/s, raw PutItem %.0f/s: %s binds, the pipeline reaches %.2f of it", rd.Bus.perSecond(), rd.Raw.perSecond(), part, rd.Pipeline.perSecond()/ps))
+	}
+	fmt.Fprintf(&b, "Which part binds, round by round: %s.\n", strings.Join(bus, "; "))
 	fmt.Fprintf(&b, `
 ## How each figure is measured
 
@@ -319,7 +233,13 @@ store underneath, not what AWS would do.
   goroutines on one client instance (Create publishes to SNS before it returns), timed from the
   first Create until sessionop's counters (the local metrics collector) have counted all of them
   and every one is in the table (consistent BatchGetItem). Baseline: %d PutItem calls of the same item
-  (the layout sessionop writes) by %d goroutines, straight to DynamoDB Local through the edge.
+  (the layout sessionop writes) by %d goroutines, straight to the local DynamoDB through the edge.
+  The bus alone: the same number of messages of the reference create's size published to a
+  topic of the bench's own by as many goroutines, fanned out to its queue (raw delivery) and
+  received ten at a time by 4 pollers (the mapping's concurrency) that delete them in batches:
+  what the pipeline pays for the bus, without the function and the table. When the table's
+  ceiling is far above the bus's, the pipeline's ratio to raw PutItem says little, and the ratio
+  to the bus alone is the one to read.
   Raw and pipeline runs alternate, %d rounds, so that both meet the machine's load as it comes
   and goes. Each applied create costs the pipeline an SNS publish, the SQS fan-out, a share of a
   ReceiveMessage, of an invocation and of a DeleteMessageBatch, and one conditional PutItem (a
