@@ -187,6 +187,18 @@ func (i *instance) kill() {
 	_, _ = i.cmd.Process.Wait()
 }
 
+// stop closes the process's input, which makes it Close its store and exit, and waits
+// for it to exit.
+func (i *instance) stop() {
+	i.t.Helper()
+	_ = i.in.Close()
+	for range i.replies {
+	}
+	if err := i.cmd.Wait(); err != nil {
+		i.t.Fatalf("instance %s did not exit cleanly: %v\n%s", i.name, err, i.stderr.String())
+	}
+}
+
 // eventually polls cond until it holds or a generous deadline passes.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
