@@ -92,7 +92,9 @@ func run() int {
 	demoLine := "off"
 	if *demoAddr != "off" {
 		d, err := demo.Start(ctx, demo.Options{
-			Addr: *demoAddr, Env: s.Env(), ModuleRoot: filepath.Dir(dir), BinDir: filepath.Join(*runDir, "bin"), Logger: log,
+			Addr: *demoAddr, ModuleRoot: filepath.Dir(dir), BinDir: filepath.Join(*runDir, "bin"), Logger: log,
+			// The demo's instances journal under the run directory, like everything else.
+			Env: append(s.Env(), "SESSIONHA_JOURNAL_DIR="+filepath.Join(*runDir, "journal")),
 		})
 		if err != nil {
 			if ctx.Err() != nil {
