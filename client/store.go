@@ -174,8 +174,9 @@ func (s *Store) leave() { s.ops.RUnlock() }
 // Close sends what is still pending (time-based changes, and what changed while
 // degraded if the bus is back) and releases the store; later calls fail with ErrClosed.
 // If something could not be sent, the error wraps ErrUnavailable and says how much:
-// with persistence memory or ha those changes are lost with the process. Calling Close
-// again returns nil.
+// with persistence ha they stay in the journal, and the next Open of this instance
+// sends them; with memory they are lost with the process. With everything sent, Close
+// removes the journal. Calling Close again returns nil.
 func (s *Store) Close() error {
 	err := ErrClosed
 	s.closeOnce.Do(func() {
