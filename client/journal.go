@@ -87,6 +87,7 @@ type journal struct {
 	size   int64 // bytes in the file
 	limit  int64 // rewrite beyond this size
 	broken error // a write failed part way: the next commit rewrites the file whole
+	closed bool
 
 	qmu  sync.Mutex
 	open *jbatch // records waiting for the next commit
@@ -176,6 +177,10 @@ func (j *journal) commitLocked(rewrite bool) error {
 	j.open = newBatch()
 	j.qmu.Unlock()
 	defer close(b.done)
+	if j.closed {
+		b.err = errors.New("journal: closed")
+		return b.err
+	}
 	if rewrite || j.broken != nil || j.f == nil {
 		b.err = j.rewriteLocked()
 		if b.err != nil && j.broken == nil && j.f != nil {
@@ -295,6 +300,10 @@ func (j *journal) empty() bool {
 func (j *journal) close(remove bool) error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
+	if j.closed {
+		return nil
+	}
+	j.closed = true
 	var errs []error
 	if j.f != nil {
 		errs = append(errs, j.f.Close())

@@ -344,8 +344,9 @@ func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKin
 //
 // In degraded mode Save returns nil once the change is held in memory and journaled to
 // local disk (JournalDir): it is sent when the bus is back, by this process or, after a
-// crash, by the next Open of this instance (see Mode). If ctx ends while publishing, the error wraps ctx's and the
-// change is still sent later. An expired or destroyed session fails with ErrNotFound.
+// crash, by the next Open of this instance (see Mode). If ctx ends while publishing, the
+// error wraps ctx's and the change is still sent later. An expired or destroyed session
+// fails with ErrNotFound.
 func (s *Store) Save(ctx context.Context, sess *Session) error {
 	if !s.enter() {
 		return ErrClosed
