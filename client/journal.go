@@ -100,7 +100,13 @@ type journal struct {
 // openJournal makes (or takes) the journal directory of an instance and locks it.
 // It does not read the journal: readJournal does, then rewrite makes it current.
 func openJournal(dir string, log *slog.Logger) (*journal, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	var err error
+	for range 3 { // another instance's Close may remove the cluster's directory meanwhile
+		if err = os.MkdirAll(dir, 0o700); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	// MkdirAll leaves an existing directory as it was; the journal holds session data.
@@ -321,7 +327,10 @@ func (j *journal) close(remove bool) error {
 	}
 	errs = append(errs, j.lock.Unlock())
 	if remove {
-		os.Remove(j.dir) // only if empty; the cluster's directory stays, shared
+		// Only if empty: the cluster's directory is shared by the host's instances (an
+		// Open that finds it gone under it makes it again).
+		os.Remove(j.dir)
+		os.Remove(filepath.Dir(j.dir))
 	}
 	return errors.Join(errs...)
 }

@@ -81,7 +81,7 @@ func openStore(t *testing.T, id string, log io.Writer) (*client.Store, *atomic.I
 	})
 	store, err := client.Open(context.Background(), client.Config{
 		Table: theSite.Outputs.Table, OpsTopicARN: theSite.Outputs.TopicARNs[topology.TopicOps],
-		InstanceID: id, AWS: &cfg, Logger: slog.New(slog.NewTextHandler(log, nil)),
+		InstanceID: id, AWS: &cfg, Logger: slog.New(slog.NewTextHandler(log, nil)), JournalDir: t.TempDir(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -25,7 +25,7 @@ func openStore(t *testing.T, id string) *client.Store {
 	t.Helper()
 	store, err := client.Open(context.Background(), client.Config{
 		Table: theSite.Outputs.Table, OpsTopicARN: theSite.Outputs.TopicARNs[topology.TopicOps],
-		InstanceID: id, AWS: &theSite.AWS,
+		InstanceID: id, AWS: &theSite.AWS, JournalDir: t.TempDir(),
 	})
 	if err != nil {
 		t.Fatal(err)
