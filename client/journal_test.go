@@ -320,8 +320,8 @@ func TestJournalPermissionsAndLock(t *testing.T) {
 }
 
 // haStore opens a store with persistence ha whose bus and table cannot be reached, so
-// that it degrades at its first publish; logs go to logs.
-func haStore(t testing.TB, dir, instance string, logs *syncBuffer) (*Store, error) {
+// that it degrades at its first publish; logs go to logs. edit changes the configuration.
+func haStore(t testing.TB, dir, instance string, logs *syncBuffer, edit ...func(*Config)) (*Store, error) {
 	cfg := Config{
 		Table: "t", OpsTopicARN: "arn:aws:sns:us-east-1:000000000000:ops", InstanceID: instance, JournalDir: dir,
 		PublishTimeout: 300 * time.Millisecond,
@@ -331,6 +331,9 @@ func haStore(t testing.TB, dir, instance string, logs *syncBuffer) (*Store, erro
 			Retryer:     func() aws.Retryer { return aws.NopRetryer{} },
 		},
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+	}
+	for _, e := range edit {
+		e(&cfg)
 	}
 	return Open(context.Background(), cfg)
 }
@@ -451,6 +454,49 @@ func TestDegradedStoreReplaysItsJournalAfterACrash(t *testing.T) {
 		if strings.Contains(logs.String(), id) {
 			t.Fatalf("a log line carries a session id:\n%s", logs.String())
 		}
+	}
+}
+
+// TestDegradeJournalsWhatWasPending: with time-based frequency a Save returns before
+// anything is sent; when the flush finds the bus down, the store degrades and journals
+// what was waiting, so that a crash from then on loses none of it.
+func TestDegradeJournalsWhatWasPending(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	logs := &syncBuffer{}
+	timeBased := func(c *Config) { c.Frequency, c.FlushInterval = FrequencyTimeBased, time.Hour }
+	s, err := haStore(t, dir, "auth-1", logs, timeBased)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := s.Create(ctx, NewSession{Principal: "alice", Attrs: map[string][]byte{"k": []byte("v1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Mode() != ModeFailover {
+		t.Fatalf("mode %s before any publish", s.Mode())
+	}
+	if recs, _, _ := readJournal(filepath.Join(dir, "default", "auth-1", journalFile)); len(recs) != 0 {
+		t.Fatalf("%d records journaled in failover mode, want none", len(recs))
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.Mode() != ModeDegraded {
+		t.Fatalf("mode %s after a flush with the bus down", s.Mode())
+	}
+	crash(s)
+	again, err := haStore(t, dir, "auth-1", logs, timeBased)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	got, err := again.Load(ctx, sess.ID())
+	if err != nil {
+		t.Fatalf("the session pending when the store degraded: %v", err)
+	}
+	if v, _ := got.Get("k"); string(v) != "v1" {
+		t.Errorf("replayed k=%q, want v1", v)
 	}
 }
 
