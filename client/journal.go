@@ -119,7 +119,7 @@ func openJournal(dir string, log *slog.Logger) (*journal, error) {
 		return nil, fmt.Errorf("lock %s: %v", lock.Path(), err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("%w: %s is locked by another process", errInstanceInUse, lock.Path())
+		return nil, fmt.Errorf("%w: %s", errInstanceInUse, lock.Path())
 	}
 	j := &journal{dir: dir, log: log, lock: lock, open: newBatch(), limit: journalMinLimit,
 		syncFile: (*os.File).Sync, syncDir: syncDir}
@@ -133,7 +133,7 @@ func openJournal(dir string, log *slog.Logger) (*journal, error) {
 }
 
 // errInstanceInUse: another process has this instance's journal open.
-var errInstanceInUse = errors.New("another process has this instance id open")
+var errInstanceInUse = errors.New("journal locked by another process")
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
