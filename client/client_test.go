@@ -95,7 +95,7 @@ func TestOpenSupportsEveryPersistenceFrequencyAndScope(t *testing.T) {
 			}
 			// ha needs no AWS to open: clients are built, nothing is called.
 			s, err := Open(context.Background(), Config{Frequency: f, Scope: sc, Table: "t", OpsTopicARN: "arn:aws:sns:us-east-1:000000000000:ops",
-				AWS: &aws.Config{Region: "us-east-1"}})
+				AWS: &aws.Config{Region: "us-east-1"}, JournalDir: t.TempDir()})
 			if err != nil {
 				t.Fatalf("ha %s %s: %v", f, sc, err)
 			}
