@@ -21,6 +21,14 @@ type entry struct {
 	inflight int               // sends under way
 
 	written string // file: version of the last file written, so that an older write never replaces a newer one
+
+	// Degraded mode's journal (ha): jseq is the seq of the last change journaled and not
+	// yet sent (0: nothing), jver the version (hlc) it was journaled with. While the
+	// entry has changed no further (jseq == seq), its op goes out with that version, so
+	// that the journal and the bus carry the same op: replayed after a crash, it is no
+	// newer than what other instances wrote meanwhile.
+	jseq uint64
+	jver string
 }
 
 // unsent reports whether the entry has changes not yet persisted.
@@ -106,8 +114,13 @@ func (c *cache) drop(key string) {
 	delete(c.pending, key)
 }
 
-// pendingDestroy is a destroy not yet sent (ha).
+// pendingDestroy is a destroy not yet sent, or whose notice is still owed (ha).
 type pendingDestroy struct {
 	body     []byte
-	inflight bool
+	hashed   string // the session's hashed id
+	reason   string
+	inflight bool   // the op or the notice is being sent
+	sent     bool   // the bus took the op; only the notice may be owed
+	ver      string // the op's record version, for the table
+	notice   bool   // a destroy notice is owed
 }

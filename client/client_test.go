@@ -23,6 +23,7 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		"SESSIONHA_PUBLISH_TIMEOUT": "0",
 		"SESSIONHA_MAX_SESSIONS":    "lots",
 		"SESSIONHA_FILE_DIR":        "relative/dir",
+		"SESSIONHA_JOURNAL_DIR":     "journal",
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -48,6 +49,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		"SESSIONHA_PERSISTENCE": "memory", "SESSIONHA_FREQUENCY": "time-based", "SESSIONHA_SCOPE": "modified-session",
 		"SESSIONHA_READ_PATH": "bus", "SESSIONHA_MAX_WAIT": "250ms", "SESSIONHA_FLUSH_INTERVAL": "3s",
 		"SESSIONHA_MAX_SESSIONS": "42", "SESSIONHA_FILE_DIR": "/var/lib/sessions", "SESSIONHA_PUBLISH_TIMEOUT": "750ms",
+		"SESSIONHA_JOURNAL_DIR": "/var/lib/sessionha",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -59,7 +61,8 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 	want := Config{Site: "eu", Cluster: "c1", InstanceID: "auth-1", Table: "t", OpsTopicARN: "arn:ops",
 		QueryTopicARN: "arn:q", ReplyTopicARN: "arn:r", NoticeTopicARN: "arn:n", Persistence: PersistenceMemory,
 		Frequency: FrequencyTimeBased, Scope: ScopeModifiedSession, ReadPath: ReadBus, MaxWait: 250 * time.Millisecond,
-		FlushInterval: 3 * time.Second, MaxSessions: 42, Dir: "/var/lib/sessions", PublishTimeout: 750 * time.Millisecond}
+		FlushInterval: 3 * time.Second, MaxSessions: 42, Dir: "/var/lib/sessions", PublishTimeout: 750 * time.Millisecond,
+		JournalDir: "/var/lib/sessionha"}
 	if c != want {
 		t.Fatalf("got %+v\nwant %+v", c, want)
 	}
@@ -92,7 +95,7 @@ func TestOpenSupportsEveryPersistenceFrequencyAndScope(t *testing.T) {
 			}
 			// ha needs no AWS to open: clients are built, nothing is called.
 			s, err := Open(context.Background(), Config{Frequency: f, Scope: sc, Table: "t", OpsTopicARN: "arn:aws:sns:us-east-1:000000000000:ops",
-				AWS: &aws.Config{Region: "us-east-1"}})
+				AWS: &aws.Config{Region: "us-east-1"}, JournalDir: t.TempDir()})
 			if err != nil {
 				t.Fatalf("ha %s %s: %v", f, sc, err)
 			}

@@ -105,6 +105,15 @@ type Config struct {
 	// id, written atomically, readable by this user only. Default: the user's cache
 	// directory (os.UserCacheDir) + "/sessionha".
 	Dir string
+	// JournalDir is where degraded mode journals what it acknowledged while the bus was
+	// unreachable, so that a crash loses none of it (SESSIONHA_JOURNAL_DIR, an absolute
+	// path): one directory per instance, JournalDir/<Cluster>/<InstanceID>, readable by
+	// this user only, locked while the instance is open (a second process with the same
+	// instance id is refused), replayed by the next Open of the instance, emptied once
+	// everything was sent and removed by Close. Ids are kept hashed, as in the table.
+	// Persistence ha only. Default: the user's cache directory (os.UserCacheDir) +
+	// "/sessionha".
+	JournalDir string
 	// PublishTimeout bounds each publish to the bus, the SDK's retries included
 	// (SESSIONHA_PUBLISH_TIMEOUT, a Go duration). It is the longest a Save or Destroy
 	// waits for an unreachable bus before the store degrades and answers from memory.
@@ -159,6 +168,7 @@ var envVars = []struct {
 		return nil
 	}},
 	{"SESSIONHA_FILE_DIR", func(c *Config, v string) error { c.Dir = v; return nil }},
+	{"SESSIONHA_JOURNAL_DIR", func(c *Config, v string) error { c.JournalDir = v; return nil }},
 	{"SESSIONHA_NOTICE_SCOPE", func(c *Config, v string) error { c.NoticeScope = NoticeScope(v); return nil }},
 	{"SESSIONHA_PURGE_DELAY", func(c *Config, v string) (err error) { c.PurgeDelay, err = parseDuration(v); return }},
 	{"SESSIONHA_MAX_SESSIONS_PER_PRINCIPAL", func(c *Config, v string) error {
@@ -318,6 +328,9 @@ func (c Config) validate() error {
 	}
 	if c.Dir != "" && !filepath.IsAbs(c.Dir) {
 		return fmt.Errorf("client: Dir (SESSIONHA_FILE_DIR) %q: want an absolute path", c.Dir)
+	}
+	if c.JournalDir != "" && !filepath.IsAbs(c.JournalDir) {
+		return fmt.Errorf("client: JournalDir (SESSIONHA_JOURNAL_DIR) %q: want an absolute path", c.JournalDir)
 	}
 	return nil
 }

@@ -53,6 +53,10 @@
 //     for PurgeDelay (SESSIONHA_PURGE_DELAY).
 //   - MaxSessionsPerPrincipal (SESSIONHA_MAX_SESSIONS_PER_PRINCIPAL): a cap on a user's
 //     sessions; the oldest goes.
+//   - JournalDir (SESSIONHA_JOURNAL_DIR): where degraded mode journals what it
+//     acknowledges (default: the user's cache directory + "/sessionha"), one directory
+//     per instance, JournalDir/<cluster>/<instance id>, locked while it is open: two
+//     processes with one instance id are refused.
 //
 // # Sessions per user
 //
@@ -66,11 +70,21 @@
 //
 // When the bus cannot be reached (a publish failed after the SDK's retries, or within
 // PublishTimeout), the store switches to ModeDegraded: it goes on serving every session
-// from memory, Save and Destroy return nil at once, and every change (saves, creates,
-// destroys) is kept. It probes the bus with backoff; once the bus answers, it sends the
-// pending destroys and a whole snapshot of each changed session, and switches back to
-// ModeFailover. Mode says which mode the store is in; each switch is logged and counted
-// (Stats), so an operator knows that sessions were not failover-safe meanwhile.
+// from memory, and every change (saves, creates, destroys) is kept: Create, Save and
+// Destroy return once it is journaled to local disk (JournalDir: appended and fsynced;
+// concurrent calls share an fsync), without waiting for the bus. With ReadPath direct a
+// logout is also written to the table at once, so that the other instances refuse the
+// session before the bus is back. It probes the bus with backoff; once the bus answers,
+// it sends the pending destroys, their notices and a whole snapshot of each changed
+// session (with the version it was journaled with, so that it never overwrites a newer
+// change made elsewhere meanwhile), empties the journal, and switches back to
+// ModeFailover. If the process dies first, the next Open with the same instance id
+// replays the journal: it starts in ModeDegraded, serves those sessions, refuses those
+// logouts, and sends them all once the bus answers (an instance can start while the bus
+// is down). Close sends what it can and removes the journal, or leaves what it could not
+// send in it for the next Open. Mode says which mode the store is in; each switch is
+// logged and counted (Stats), so an operator knows that sessions were not failover-safe
+// meanwhile.
 //
 // # Ids and errors
 //

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/internal/record"
@@ -55,6 +56,9 @@ type inbox struct {
 
 	mu      sync.Mutex
 	waiters map[string]chan *events.Reply // by request id
+
+	subMu   sync.Mutex // guards missing, and subs once receiving
+	missing []string   // topics not yet subscribed: the bus was down at Open
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -113,9 +117,14 @@ func (s *Store) openInbox(ctx context.Context, q queueAPI, sn subscriber) (*inbo
 		s.log.Debug("purge of this instance's queue failed", "reason", err.Error())
 	}
 	for _, topic := range topics {
-		if err := b.subscribe(ctx, topic); err != nil {
-			b.close(ctx)
-			return nil, err
+		if transient, err := b.subscribe(ctx, topic); err != nil {
+			if !transient {
+				b.close(ctx)
+				return nil, err
+			}
+			// The bus is down: the store starts degraded and subscribes once it is back,
+			// so that an instance restarted during an outage comes up and serves.
+			b.missing = append(b.missing, topic)
 		}
 	}
 	rctx, stop := context.WithCancel(context.Background())
@@ -124,14 +133,35 @@ func (s *Store) openInbox(ctx context.Context, q queueAPI, sn subscriber) (*inbo
 	return b, nil
 }
 
+// resubscribe makes the subscriptions that failed at Open because the bus was down.
+func (b *inbox) resubscribe(ctx context.Context) error {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	for len(b.missing) > 0 {
+		if _, err := b.subscribe(ctx, b.missing[0]); err != nil {
+			return err
+		}
+		b.missing = b.missing[1:]
+	}
+	return nil
+}
+
+// subscribed reports whether every subscription is in place.
+func (b *inbox) subscribed() bool {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	return len(b.missing) == 0
+}
+
 // subscribe replaces any subscription of this queue to topic (an orphan's) with one
-// filtered for this instance.
-func (b *inbox) subscribe(ctx context.Context, topic string) error {
+// filtered for this instance. transient says whether the failure may pass by itself
+// (the bus unreachable), rather than being a refusal that needs an operator.
+func (b *inbox) subscribe(ctx context.Context, topic string) (transient bool, err error) {
 	var next *string
 	for {
 		l, err := b.sn.ListSubscriptionsByTopic(ctx, &sns.ListSubscriptionsByTopicInput{TopicArn: aws.String(topic), NextToken: next})
 		if err != nil {
-			return fmt.Errorf("%w: list subscriptions: %v", ErrUnavailable, err)
+			return isTransient(err), fmt.Errorf("%w: list subscriptions: %v", ErrUnavailable, err)
 		}
 		for _, sub := range l.Subscriptions {
 			if aws.ToString(sub.Endpoint) == b.arn {
@@ -155,10 +185,29 @@ func (b *inbox) subscribe(ctx context.Context, topic string) error {
 		Attributes: attrs, ReturnSubscriptionArn: true,
 	})
 	if err != nil {
-		return fmt.Errorf("%w: subscribe this instance's queue: %v", ErrUnavailable, err)
+		return isTransient(err), fmt.Errorf("%w: subscribe this instance's queue: %v", ErrUnavailable, err)
 	}
 	b.subs = append(b.subs, aws.ToString(out.SubscriptionArn))
-	return nil
+	return false, nil
+}
+
+// isTransient reports whether an AWS call failed in a way that passes by itself: no
+// answer, a server-side failure or throttling, as opposed to a refusal (not authorized,
+// no such topic, an invalid parameter).
+func isTransient(err error) bool {
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		return true
+	}
+	if api.ErrorFault() == smithy.FaultServer {
+		return true
+	}
+	switch api.ErrorCode() {
+	case "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+		"TooManyRequestsException", "ServiceUnavailable", "InternalError", "InternalFailure", "RequestTimeout":
+		return true
+	}
+	return false
 }
 
 // receive long-polls the queue until close, handing replies to their waiters and applying
@@ -249,7 +298,10 @@ func (b *inbox) close(ctx context.Context) error {
 		<-b.done
 	}
 	var errs []error
-	for _, sub := range b.subs {
+	b.subMu.Lock()
+	subs := b.subs
+	b.subMu.Unlock()
+	for _, sub := range subs {
 		if _, err := b.sn.Unsubscribe(ctx, &sns.UnsubscribeInput{SubscriptionArn: aws.String(sub)}); err != nil {
 			errs = append(errs, err)
 		}

@@ -70,25 +70,18 @@ func (s *Store) sendNowLocked(e *entry) *outOp {
 // the newer state. The op is encoded later, by deliver, outside mu: it may refer to the
 // entry's attribute map because those maps are replaced, never changed in place.
 func (s *Store) buildLocked(e *entry, full bool) *outOp {
-	hashed := e.key[len(s.cfg.Cluster)+1:]
-	hlc := s.clock.next()
-	meta := &events.Session{
-		Principal: e.sess.principal, Group: e.sess.group,
-		Created: e.sess.created.UnixMilli(), LastAccess: max(e.sess.lastAccess.UnixMilli(), e.sess.created.UnixMilli()),
-		MaxIdle: int64(e.sess.maxIdle / time.Second), MaxLife: int64(e.sess.maxLife / time.Second),
+	hlc := e.jver // journaled as it is: send the very op the journal holds
+	if e.jseq == 0 || e.jseq != e.seq {
+		hlc = s.clock.next()
 	}
-	msg := &events.SessionOp{
-		V: events.SchemaVersion, Op: events.OpSave, Cluster: s.cfg.Cluster, ID: hashed,
-		Version: hlc, Writer: s.cfg.InstanceID, Site: s.cfg.Site, At: time.Now().UnixMilli(), Session: meta,
-	}
+	msg := s.wholeLocked(e, hlc)
+	meta := msg.Session
 	switch {
 	case e.create:
-		msg.Op, meta.Attrs = events.OpCreate, e.sess.attrs
 	case full || e.full != 0 || s.files != nil || s.cfg.Scope != ScopeModifiedAttribute ||
 		len(e.changed) > events.MaxAttributes: // more changes than a delta may carry: the whole session says it all
-		meta.Attrs = e.sess.attrs
 	default:
-		msg.Op = events.OpDelta
+		msg.Op, meta.Attrs = events.OpDelta, nil
 		for name := range e.changed {
 			if v, ok := e.sess.attrs[name]; ok {
 				if msg.Set == nil {
@@ -104,9 +97,27 @@ func (s *Store) buildLocked(e *entry, full bool) *outOp {
 	e.ver = record.Version(hlc, s.cfg.InstanceID)
 	e.inflight++
 	return &outOp{
-		key: e.key, hashed: hashed, kind: msg.Op, msg: msg, e: e, seq: e.seq, ver: e.ver,
+		key: e.key, hashed: msg.ID, kind: msg.Op, msg: msg, e: e, seq: e.seq, ver: e.ver,
 		expires: e.sess.expiresAt(),
 	}
+}
+
+// wholeLocked is the op that stores e whole at version hlc: its create, or a save.
+func (s *Store) wholeLocked(e *entry, hlc string) *events.SessionOp {
+	meta := &events.Session{
+		Principal: e.sess.principal, Group: e.sess.group,
+		Created: e.sess.created.UnixMilli(), LastAccess: max(e.sess.lastAccess.UnixMilli(), e.sess.created.UnixMilli()),
+		MaxIdle: int64(e.sess.maxIdle / time.Second), MaxLife: int64(e.sess.maxLife / time.Second),
+		Attrs: e.sess.attrs,
+	}
+	msg := &events.SessionOp{
+		V: events.SchemaVersion, Op: events.OpSave, Cluster: s.cfg.Cluster, ID: e.key[len(s.cfg.Cluster)+1:],
+		Version: hlc, Writer: s.cfg.InstanceID, Site: s.cfg.Site, At: time.Now().UnixMilli(), Session: meta,
+	}
+	if e.create {
+		msg.Op = events.OpCreate
+	}
+	return msg
 }
 
 // sendNow sends one op on behalf of a call and says what the caller should learn.
@@ -126,7 +137,18 @@ func (s *Store) sendNow(ctx context.Context, op *outOp) error {
 		return fmt.Errorf("client: publish %s: %w (the change is kept and sent later)", op.kind, ctx.Err())
 	}
 	s.degrade(err)
-	return nil
+	// Acknowledged in degraded mode: journaled first. degrade journals what is pending,
+	// but when another call switched, its append may still be under way.
+	s.mu.Lock()
+	var keep []jrec
+	switch {
+	case op.d != nil && s.destroys[op.key] == op.d:
+		keep = s.keepDestroyLocked(op.d)
+	case op.e != nil && s.cache.get(op.key) == op.e && op.e.unsent():
+		keep = s.keepLocked(op.e)
+	}
+	s.mu.Unlock()
+	return s.keep(keep...)
 }
 
 // deliver encodes and persists ops, and returns each one's error.
@@ -280,13 +302,19 @@ func (s *Store) finish(ops []*outOp, errs []error) {
 		if op.d != nil {
 			op.d.inflight = false
 			if ok && s.destroys[op.key] == op.d {
-				delete(s.destroys, op.key)
+				op.d.sent = true
+				if !op.d.notice || refused != nil {
+					delete(s.destroys, op.key)
+				}
 			}
 			continue
 		}
 		e := op.e
 		e.inflight--
 		if ok {
+			if e.jseq <= op.seq {
+				e.jseq = 0 // the journaled change went out
+			}
 			e.create = false
 			if e.full <= op.seq {
 				e.full = 0
@@ -312,7 +340,7 @@ func (s *Store) collectLocked(full bool, limit int) []*outOp {
 		if len(ops) == limit {
 			return ops
 		}
-		if !d.inflight {
+		if !d.inflight && !d.sent {
 			d.inflight = true
 			ops = append(ops, &outOp{key: key, kind: events.OpDestroy, body: d.body, d: d})
 		}
@@ -340,6 +368,7 @@ func (s *Store) flush(ctx context.Context, full bool) (int, error) {
 	}
 	errs := s.deliver(ctx, ops)
 	s.finish(ops, errs)
+	s.sendNotices(ctx)
 	n := 0
 	var first error
 	for _, err := range errs {
@@ -398,10 +427,20 @@ func (s *Store) degrade(cause error) {
 	s.mode.Store(int32(ModeDegraded))
 	s.degradedAt = time.Now()
 	pending := len(s.cache.pending) + len(s.destroys)
+	// What was acknowledged before the switch and is not yet sent (time-based changes,
+	// sends under way) is journaled too: from now on it waits for the bus.
+	keep := s.keepPendingLocked()
 	s.mu.Unlock()
 	s.stats.modeSwitches.Add(1)
-	s.log.Warn("session store degraded: cannot publish to the bus; serving from memory, keeping every change to send when it is back",
+	s.log.Warn("session store degraded: cannot publish to the bus; serving from memory, journaling every change to send when it is back",
 		"mode", ModeDegraded.String(), "reason", cause.Error(), "pending", pending)
+	s.wakeLoop()
+	if err := s.keep(keep...); err != nil {
+		s.log.Error("changes pending when the store degraded could not be journaled; they are kept in memory", "reason", err.Error())
+	}
+}
+
+func (s *Store) wakeLoop() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -412,6 +451,12 @@ func (s *Store) degrade(cause error) {
 // snapshot of every session changed meanwhile and the pending destroys, and returns to
 // ModeFailover. It reports whether the store is back in failover mode.
 func (s *Store) recoverBus(ctx context.Context) bool {
+	if s.inbox != nil {
+		if err := s.inbox.resubscribe(ctx); err != nil {
+			s.log.Debug("the bus is still unreachable", "reason", err.Error())
+			return false
+		}
+	}
 	s.mu.Lock()
 	probe := s.collectLocked(true, 1)
 	s.mu.Unlock()
@@ -449,6 +494,7 @@ func (s *Store) recoverBus(ctx context.Context) bool {
 	if _, err := s.flush(ctx, false); err != nil && ctx.Err() == nil {
 		s.degrade(err)
 	}
+	s.compactJournal()
 	return true
 }
 
@@ -464,6 +510,7 @@ func (s *Store) loop(ctx context.Context) {
 		defer t.Stop()
 		sweeps = t.C
 	}
+	s.replayTombstones(ctx)
 	var (
 		probe  *time.Timer
 		probes <-chan time.Time
@@ -493,6 +540,7 @@ func (s *Store) loop(ctx context.Context) {
 					s.degrade(err)
 				}
 			}
+			s.compactJournal()
 		case <-sweeps:
 			s.sweepFiles()
 		case <-s.wake:
@@ -525,10 +573,32 @@ func (s *Store) finalFlush() error {
 	}
 	s.mu.Lock()
 	n := len(s.cache.pending) + len(s.destroys)
+	keep := s.keepPendingLocked()
 	s.mu.Unlock()
+	if s.journal == nil {
+		if n == 0 {
+			return nil
+		}
+		s.log.Error("session store closed with changes not sent", "pending", n)
+		return fmt.Errorf("%w: changes not sent before Close: %d (changed sessions and destroys)", ErrUnavailable, n)
+	}
 	if n == 0 {
+		if err := s.journal.close(true); err != nil {
+			s.log.Warn("journal: cannot remove it; the next Open of this instance finds it empty", "reason", err.Error())
+		}
 		return nil
 	}
-	s.log.Error("session store closed with changes not sent", "pending", n)
-	return fmt.Errorf("%w: changes not sent before Close: %d (changed sessions and destroys)", ErrUnavailable, n)
+	// The next Open of this instance sends them.
+	err := s.keep(keep...)
+	if err == nil {
+		err = s.journal.rewrite()
+	}
+	s.journal.close(false)
+	if err != nil {
+		s.log.Error("session store closed with changes neither sent nor journaled", "pending", n, "reason", err.Error())
+		return fmt.Errorf("%w: changes not sent before Close: %d (changed sessions and destroys), and not journaled: %v", ErrUnavailable, n, err)
+	}
+	s.log.Error("session store closed with changes not sent; they are journaled and sent by the next Open of this instance", "pending", n)
+	return fmt.Errorf("%w: changes not sent before Close: %d (changed sessions and destroys); journaled in %s for the next Open of instance %s",
+		ErrUnavailable, n, s.journal.dir, s.cfg.InstanceID)
 }

@@ -12,11 +12,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
-	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/sessionha/sessionha/events"
@@ -57,14 +55,15 @@ type publisher interface {
 
 // Store keeps sessions for one auth server instance. It is safe for concurrent use.
 type Store struct {
-	cfg   Config
-	log   *slog.Logger
-	clock clock
-	bus   publisher      // nil unless ha
-	table *record.Table  // nil unless ha
-	files *fileStore     // nil unless file
-	index record.Querier // ha: the per-user index
-	inbox *inbox         // ha with ReadPath bus or notices: this instance's queue
+	cfg     Config
+	log     *slog.Logger
+	clock   clock
+	bus     publisher      // nil unless ha
+	table   *record.Table  // nil unless ha
+	files   *fileStore     // nil unless file
+	index   record.Querier // ha: the per-user index
+	inbox   *inbox         // ha with ReadPath bus or notices: this instance's queue
+	journal *journal       // ha: what degraded mode acknowledged, on local disk
 
 	mu sync.Mutex // guards what follows, and every entry
 	cache
@@ -126,12 +125,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		bus := sns.NewFromConfig(*awsCfg)
 		s.bus, s.index = bus, db
 		s.table = &record.Table{DB: db, Name: cfg.Table}
+		replayed, err := s.openJournal()
+		if err != nil {
+			return nil, err
+		}
 		if cfg.ReadPath == ReadBus || cfg.NoticeScope != NoticeOff {
 			ib, err := s.openInbox(ctx, sqs.NewFromConfig(*awsCfg), bus)
 			if err != nil {
+				s.journal.close(false)
 				return nil, err
 			}
 			s.inbox = ib
+		}
+		switch {
+		case replayed > 0:
+			s.startDegraded(replayed)
+		case s.inbox != nil && !s.inbox.subscribed():
+			s.degrade(errors.New("cannot subscribe this instance's queue to the bus"))
 		}
 	}
 	loopCtx, stop := context.WithCancel(context.Background())
@@ -159,8 +169,9 @@ func (s *Store) leave() { s.ops.RUnlock() }
 // Close sends what is still pending (time-based changes, and what changed while
 // degraded if the bus is back) and releases the store; later calls fail with ErrClosed.
 // If something could not be sent, the error wraps ErrUnavailable and says how much:
-// with persistence memory or ha those changes are lost with the process. Calling Close
-// again returns nil.
+// with persistence ha they stay in the journal, and the next Open of this instance
+// sends them; with memory they are lost with the process. With everything sent, Close
+// removes the journal. Calling Close again returns nil.
 func (s *Store) Close() error {
 	err := ErrClosed
 	s.closeOnce.Do(func() {
@@ -289,7 +300,10 @@ func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKin
 		e = &entry{key: own.key}
 	}
 	e.sess = own
-	var op *outOp
+	var (
+		op   *outOp
+		keep []jrec
+	)
 	if s.bus != nil || s.files != nil {
 		e.seq++
 		if kind == events.OpCreate {
@@ -297,13 +311,17 @@ func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKin
 		}
 		e.full = e.seq
 		op = s.sendNowLocked(e)
+		keep = s.keepIfDegradedLocked(e)
 	}
 	s.cache.add(e) // pinned by now if it has something to send, so never evicted unsent
 	s.mu.Unlock()
-	if op == nil {
-		return nil
+	var err error
+	switch {
+	case keep != nil:
+		err = s.keep(keep...)
+	case op != nil:
+		err = s.sendNow(ctx, op)
 	}
-	err := s.sendNow(ctx, op)
 	if err != nil && kind == events.OpCreate {
 		// The caller never learns the id, so nobody could use the session.
 		s.mu.Lock()
@@ -323,9 +341,11 @@ func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKin
 //     time-based returns at once, and the change goes with the next flush, together with
 //     every other change to the session since the last one.
 //
-// In degraded mode Save returns nil once the change is held in memory: it is sent when
-// the bus is back (see Mode). If ctx ends while publishing, the error wraps ctx's and the
-// change is still sent later. An expired or destroyed session fails with ErrNotFound.
+// In degraded mode Save returns nil once the change is held in memory and journaled to
+// local disk (JournalDir): it is sent when the bus is back, by this process or, after a
+// crash, by the next Open of this instance (see Mode). If ctx ends while publishing, the
+// error wraps ctx's and the change is still sent later. An expired or destroyed session
+// fails with ErrNotFound.
 func (s *Store) Save(ctx context.Context, sess *Session) error {
 	if !s.enter() {
 		return ErrClosed
@@ -400,7 +420,10 @@ func (s *Store) Save(ctx context.Context, sess *Session) error {
 	if now.Before(e.sess.created) {
 		e.sess.lastAccess = e.sess.created // created by another instance, whose clock is ahead
 	}
-	var op *outOp
+	var (
+		op   *outOp
+		keep []jrec
+	)
 	if s.bus != nil || s.files != nil {
 		e.seq++
 		switch {
@@ -419,14 +442,18 @@ func (s *Store) Save(ctx context.Context, sess *Session) error {
 			}
 		}
 		op = s.sendNowLocked(e)
+		keep = s.keepIfDegradedLocked(e)
 	}
 	s.cache.add(e)
 	s.mu.Unlock()
 	sess.saved(snap.gen, now)
-	if op == nil {
-		return nil
+	switch {
+	case keep != nil:
+		return s.keep(keep...)
+	case op != nil:
+		return s.sendNow(ctx, op)
 	}
-	return s.sendNow(ctx, op)
+	return nil
 }
 
 // Load returns the session with the given id. With persistence ha it is the newer of this
@@ -579,7 +606,10 @@ func (s *Store) revokeLocked(key string) {
 
 // Destroy ends the session everywhere (logout): it publishes a tombstone (ha) or removes
 // the file (file), and this instance refuses the id at once. A destroy is sent at once
-// whatever the frequency; while degraded, it is kept and sent first when the bus is back.
+// whatever the frequency; while degraded, it is journaled to local disk before Destroy
+// returns and sent first when the bus is back (by the next Open of this instance after a
+// crash), its notice with it; with ReadPath direct it is also written to the table at
+// once, so that the instances reading the table refuse the session meanwhile.
 // With notices on, every instance in scope drops its copy too. An explicit logout of a
 // session in an SSO group ends every session of that group (its user's); a timeout ends
 // only its own, and so does Renew, which replaces an id. Destroying an unknown id is not
@@ -629,15 +659,22 @@ func (s *Store) destroy(ctx context.Context, hashed, reason string) error {
 	s.stats.deletes.Add(1)
 	key := record.Key(s.cfg.Cluster, hashed)
 	s.mu.Lock()
+	var lifeEnd time.Time // the session's latest possible deadline, if this instance knows it
+	if e := s.cache.get(key); e != nil {
+		lifeEnd = e.sess.created.Add(e.sess.maxLife)
+	}
 	s.revokeLocked(key)
-	var op *outOp
+	var (
+		op *outOp
+		d  *pendingDestroy
+	)
 	if s.bus != nil {
-		d, err := s.destroyLocked(key, hashed, reason)
-		if err != nil {
+		var err error
+		if d, err = s.destroyLocked(key, hashed, reason); err != nil {
 			s.mu.Unlock()
 			return err
 		}
-		if s.Mode() == ModeFailover {
+		if s.Mode() == ModeFailover && !d.inflight && !d.sent {
 			d.inflight = true
 			op = &outOp{key: key, kind: events.OpDestroy, body: d.body, d: d}
 		}
@@ -649,40 +686,37 @@ func (s *Store) destroy(ctx context.Context, hashed, reason string) error {
 		}
 		return nil
 	}
-	if op == nil {
+	if d == nil {
 		return nil
 	}
-	if err := s.sendNow(ctx, op); err != nil {
-		return err
+	if op != nil {
+		if err := s.sendNow(ctx, op); err != nil {
+			return err // the caller gave up; the destroy is kept and sent later
+		}
 	}
-	s.notify(ctx, hashed, reason)
-	return nil
-}
-
-// notify publishes a destroy notice, so that the instances in scope drop their copy at
-// once. It is a fast path only: the tombstone is the guarantee, so a failure is logged.
-func (s *Store) notify(ctx context.Context, hashed, reason string) {
-	if s.cfg.NoticeScope == NoticeOff || s.Mode() != ModeFailover {
-		return
+	// Sent: publish the notice. Not sent (the bus is down): it is journaled before
+	// Destroy returns, and written to the table at once where this instance may.
+	s.mu.Lock()
+	owed := s.destroys[key] == d
+	unsent := owed && !d.sent
+	var keep []jrec
+	if owed && s.Mode() == ModeDegraded {
+		keep = s.keepDestroyLocked(d)
 	}
-	body, err := events.EncodeNotice(&events.Notice{
-		V: events.SchemaVersion, Cluster: s.cfg.Cluster, ID: hashed, Site: s.cfg.Site,
-		Writer: s.cfg.InstanceID, At: time.Now().UnixMilli(), Reason: reason,
-	})
-	if err != nil {
-		s.log.Error("destroy notice not encodable", "reason", err.Error())
-		return
+	s.mu.Unlock()
+	switch {
+	case !owed:
+		return nil
+	case keep == nil:
+		s.sendNotices(ctx)
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PublishTimeout)
-	defer cancel()
-	if _, err := s.bus.Publish(ctx, &sns.PublishInput{
-		TopicArn: aws.String(s.cfg.NoticeTopicARN), Message: aws.String(string(body)),
-		MessageAttributes: map[string]snstypes.MessageAttributeValue{
-			"site": {DataType: aws.String("String"), StringValue: aws.String(s.cfg.Site)},
-		},
-	}); err != nil {
-		s.log.Warn("destroy notice not published; other instances learn it from the table", "reason", err.Error())
+	kerr := s.keep(keep...)
+	if unsent && s.tombstone(ctx, key, d, lifeEnd) && kerr != nil {
+		s.log.Warn("a logout made while the bus is down could not be journaled; it is in the table, and its notice goes out when the bus is back unless this process stops first", "reason", kerr.Error())
+		return nil // the table's tombstone makes it final
 	}
+	return kerr
 }
 
 // destroyLocked queues the tombstone of key until it is sent.
@@ -690,15 +724,17 @@ func (s *Store) destroyLocked(key, hashed, reason string) (*pendingDestroy, erro
 	if d, ok := s.destroys[key]; ok {
 		return d, nil
 	}
+	hlc := s.clock.next()
 	body, err := events.EncodeSessionOp(&events.SessionOp{
 		V: events.SchemaVersion, Op: events.OpDestroy, Cluster: s.cfg.Cluster, ID: hashed,
-		Version: s.clock.next(), Writer: s.cfg.InstanceID, Site: s.cfg.Site, At: time.Now().UnixMilli(),
+		Version: hlc, Writer: s.cfg.InstanceID, Site: s.cfg.Site, At: time.Now().UnixMilli(),
 		Reason: reason,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	d := &pendingDestroy{body: body}
+	d := &pendingDestroy{body: body, hashed: hashed, reason: reason, ver: record.Version(hlc, s.cfg.InstanceID),
+		notice: s.cfg.NoticeScope != NoticeOff}
 	s.destroys[key] = d
 	return d, nil
 }

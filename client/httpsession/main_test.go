@@ -82,7 +82,7 @@ func openStore(t *testing.T, id string, log io.Writer, opts ...func(*client.Conf
 	})
 	ccfg := client.Config{
 		Table: theSite.Outputs.Table, OpsTopicARN: theSite.Outputs.TopicARNs[topology.TopicOps],
-		InstanceID: id, AWS: &cfg, Logger: slog.New(slog.NewTextHandler(log, nil)),
+		InstanceID: id, AWS: &cfg, Logger: slog.New(slog.NewTextHandler(log, nil)), JournalDir: t.TempDir(),
 	}
 	for _, o := range opts {
 		o(&ccfg)

@@ -26,7 +26,7 @@ func openStore(t *testing.T, id string, opts ...func(*client.Config)) *client.St
 	t.Helper()
 	cfg := client.Config{
 		Table: theSite.Outputs.Table, OpsTopicARN: theSite.Outputs.TopicARNs[topology.TopicOps],
-		InstanceID: id, AWS: &theSite.AWS,
+		InstanceID: id, AWS: &theSite.AWS, JournalDir: t.TempDir(),
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -73,7 +73,7 @@ func (b *bencher) open(name string) *client.Store {
 	s, err := client.Open(b.ctx, client.Config{
 		Table: theSite.Outputs.Table, OpsTopicARN: theSite.Outputs.TopicARNs[topology.TopicOps],
 		NoticeTopicARN: theSite.Outputs.TopicARNs[topology.TopicNotice], InstanceID: name,
-		AWS: &theSite.AWS, Logger: slog.New(slog.DiscardHandler), MaxSessions: 100000,
+		AWS: &theSite.AWS, Logger: slog.New(slog.DiscardHandler), MaxSessions: 100000, JournalDir: b.t.TempDir(),
 	})
 	if err != nil {
 		b.t.Fatal(err)
@@ -377,7 +377,7 @@ func (b *bencher) reads(conc, n int) (raw, direct run, bus busResult) {
 	rawKeys.Unlock()
 	c, err := client.Open(b.ctx, client.Config{
 		Table: b.table, OpsTopicARN: theSite.Outputs.TopicARNs[topology.TopicOps], InstanceID: "bench-c",
-		ReadPath: client.ReadBus, AWS: &theSite.AWS, Logger: slog.New(slog.DiscardHandler), MaxSessions: 100000,
+		ReadPath: client.ReadBus, AWS: &theSite.AWS, Logger: slog.New(slog.DiscardHandler), MaxSessions: 100000, JournalDir: b.t.TempDir(),
 		QueryTopicARN: theSite.Outputs.TopicARNs[topology.TopicQuery], ReplyTopicARN: theSite.Outputs.TopicARNs[topology.TopicReply],
 	})
 	if err != nil {

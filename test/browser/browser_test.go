@@ -48,7 +48,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	theDemo, err = demo.Start(ctx, demo.Options{Addr: "127.0.0.1:0", Env: s.Env(), ModuleRoot: filepath.Dir(dir),
+	theDemo, err = demo.Start(ctx, demo.Options{Addr: "127.0.0.1:0", Env: append(s.Env(), "SESSIONHA_JOURNAL_DIR="+filepath.Join(tmp, "journal")), ModuleRoot: filepath.Dir(dir),
 		BinDir: filepath.Join(tmp, "bin"), RestartDelay: 2 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start demo:", err)

@@ -30,7 +30,7 @@ func openHA(t *testing.T, name string, edit func(*client.Config)) *client.Store 
 	cfg := client.Config{
 		Table: theSite.Outputs.Table, OpsTopicARN: theSite.Outputs.TopicARNs[topology.TopicOps],
 		NoticeTopicARN: theSite.Outputs.TopicARNs[topology.TopicNotice], InstanceID: name, AWS: &theSite.AWS,
-		Logger: slog.New(slog.DiscardHandler),
+		Logger: slog.New(slog.DiscardHandler), JournalDir: t.TempDir(),
 	}
 	if edit != nil {
 		edit(&cfg)

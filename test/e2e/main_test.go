@@ -27,7 +27,10 @@ import (
 var (
 	theSite *site.Site
 	authBin string
-	fnLog   = &lines{}
+	// journals is where auth server processes journal by default (SESSIONHA_JOURNAL_DIR),
+	// so that the tests leave nothing in the user's cache directory.
+	journals string
+	fnLog    = &lines{}
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -41,6 +44,7 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(tmp)
 	ctx := context.Background()
 	authBin = filepath.Join(tmp, "authserver")
+	journals = filepath.Join(tmp, "journals")
 	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", authBin, "./authserver")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build authserver: %v\n%s", err, out)
@@ -120,7 +124,8 @@ func startInstance(t *testing.T, name string) *instance {
 func startInstanceWith(t *testing.T, name string, env ...string) *instance {
 	t.Helper()
 	cmd := exec.Command(authBin)
-	cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "SESSIONHA_INSTANCE_ID=" + name}, theSite.Env()...), env...)
+	cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "SESSIONHA_INSTANCE_ID=" + name,
+		"SESSIONHA_JOURNAL_DIR=" + journals}, theSite.Env()...), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -185,6 +190,18 @@ func (i *instance) kill() {
 	}
 	_ = i.cmd.Process.Signal(syscall.SIGKILL)
 	_, _ = i.cmd.Process.Wait()
+}
+
+// stop closes the process's input, which makes it Close its store and exit, and waits
+// for it to exit.
+func (i *instance) stop() {
+	i.t.Helper()
+	_ = i.in.Close()
+	for range i.replies {
+	}
+	if err := i.cmd.Wait(); err != nil {
+		i.t.Fatalf("instance %s did not exit cleanly: %v\n%s", i.name, err, i.stderr.String())
+	}
 }
 
 // eventually polls cond until it holds or a generous deadline passes.

@@ -155,6 +155,7 @@ func openStore(t *testing.T, name, cluster string) *client.Store {
 	s, err := client.Open(context.Background(), client.Config{
 		Table: theSite.Outputs.Table, OpsTopicARN: theSite.Outputs.TopicARNs[topology.TopicOps],
 		InstanceID: name, Cluster: cluster, AWS: &theSite.AWS, Logger: slog.New(slog.DiscardHandler),
+		JournalDir: t.TempDir(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -123,7 +123,9 @@ func run() int {
 	demoLine := "off"
 	if *demoAddr != "off" {
 		d, err := demo.Start(ctx, demo.Options{
-			Addr: *demoAddr, Env: primary.Env(), ModuleRoot: root, BinDir: filepath.Join(*runDir, "bin"), Logger: log,
+			Addr: *demoAddr, ModuleRoot: root, BinDir: filepath.Join(*runDir, "bin"), Logger: log,
+			// The demo's instances journal under the run directory, like everything else.
+			Env: append(primary.Env(), "SESSIONHA_JOURNAL_DIR="+filepath.Join(*runDir, "journal")),
 		})
 		if err != nil {
 			if ctx.Err() != nil {

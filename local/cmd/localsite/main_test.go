@@ -532,6 +532,7 @@ func openStore(t *testing.T, instance string, env map[string]string) *client.Sto
 		t.Setenv(k, v)
 	}
 	t.Setenv("SESSIONHA_INSTANCE_ID", instance)
+	t.Setenv("SESSIONHA_JOURNAL_DIR", t.TempDir()) // nothing written outside the test's own directories
 	cfg, err := client.ConfigFromEnv()
 	if err != nil {
 		t.Fatalf("ConfigFromEnv with site.env: %v", err)
