@@ -170,10 +170,16 @@ func (a *app) dispatch(ctx context.Context, args []string) error {
 }
 
 // parseInterspersed parses flags anywhere among the arguments (`get ID --values` as well
-// as `get --values ID`), as long as "--" has not ended them.
+// as `get --values ID`), as long as "--" has not ended them. A session id may begin with
+// "-" (one in 64 does: base64url): an argument shaped like one that names no flag is an
+// argument, not a flag.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
+		if len(args) > 0 && looksLikeID(args[0]) && fs.Lookup(strings.TrimLeft(args[0], "-")) == nil {
+			pos, args = append(pos, args[0]), args[1:]
+			continue
+		}
 		if err := fs.Parse(args); err != nil {
 			return nil, err
 		}
@@ -263,4 +269,17 @@ func (a *app) idArg(cmd string, args []string) (string, error) {
 		return "", usagef("%s: that is not a session id (want the 43 base64url characters of a session cookie)", cmd)
 	}
 	return id, nil
+}
+
+// looksLikeID reports whether s has a session id's shape: 43 characters of base64url.
+func looksLikeID(s string) bool {
+	if len(s) != 43 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -227,6 +227,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{args: []string{"get", "not-a-session-id"}, code: 2, stderr: "not a session id"},
 		{args: []string{"get", validID, "extra"}, code: 2, stderr: "want one session ID"},
 		{args: []string{"get", "--nope", validID}, code: 2, stderr: "flag provided but not defined"},
+		// An id may begin with "-": it is still the id, not a flag.
+		{args: []string{"get", "-" + validID[1:]}, code: 1, stderr: "SESSIONHA_TABLE is not set", noConfig: true},
 		{args: []string{"clear-store"}, code: 2, stderr: "--cluster NAME is required"},
 		{args: []string{"clear-store", "--cluster", "a#b"}, code: 2, stderr: "want 1-64 characters"},
 		{args: []string{"stats", "-i", "0"}, code: 2, stderr: "at least 1 second"},
