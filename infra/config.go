@@ -47,6 +47,9 @@ type SiteSettings struct {
 	VisibilityTimeout Duration `json:"visibilityTimeout"`
 	MaxReceiveCount   int      `json:"maxReceiveCount"`
 	TombstoneGrace    Duration `json:"tombstoneGrace"`
+	RetryBase         Duration `json:"retryBase"`
+	RetryMax          Duration `json:"retryMax"`
+	QueryMaxAge       Duration `json:"queryMaxAge"`
 
 	// MemoryMB of each function. Default 256: Go needs little memory, but Lambda's CPU
 	// share grows with it and the functions are latency-bound.
@@ -86,6 +89,9 @@ func (s SiteSettings) Topology() topology.Settings {
 		VisibilityTimeout: time.Duration(s.VisibilityTimeout),
 		MaxReceiveCount:   s.MaxReceiveCount,
 		TombstoneGrace:    time.Duration(s.TombstoneGrace),
+		RetryBase:         time.Duration(s.RetryBase),
+		RetryMax:          time.Duration(s.RetryMax),
+		QueryMaxAge:       time.Duration(s.QueryMaxAge),
 	}
 }
 

@@ -38,6 +38,9 @@ func ReadCDKJSON(path string) (Deployment, error) {
 					VisibilityTimeout duration `json:"visibilityTimeout"`
 					MaxReceiveCount   int      `json:"maxReceiveCount"`
 					TombstoneGrace    duration `json:"tombstoneGrace"`
+					RetryBase         duration `json:"retryBase"`
+					RetryMax          duration `json:"retryMax"`
+					QueryMaxAge       duration `json:"queryMaxAge"`
 				} `json:"settings"`
 			} `json:"sites"`
 		} `json:"context"`
@@ -53,6 +56,7 @@ func ReadCDKJSON(path string) (Deployment, error) {
 			BatchSize: st.BatchSize, BatchingWindow: time.Duration(st.BatchingWindow), MaxConcurrency: st.MaxConcurrency,
 			FunctionTimeout: time.Duration(st.FunctionTimeout), VisibilityTimeout: time.Duration(st.VisibilityTimeout),
 			MaxReceiveCount: st.MaxReceiveCount, TombstoneGrace: time.Duration(st.TombstoneGrace),
+			RetryBase: time.Duration(st.RetryBase), RetryMax: time.Duration(st.RetryMax), QueryMaxAge: time.Duration(st.QueryMaxAge),
 		}}
 		if _, err := For(site, d.Table); err != nil {
 			return Deployment{}, fmt.Errorf("%s: %w", path, err)

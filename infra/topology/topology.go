@@ -25,8 +25,25 @@ type Settings struct {
 	// VisibilityTimeout of the function queues. Default 6 × FunctionTimeout, as AWS
 	// advises for queues feeding Lambda.
 	VisibilityTimeout time.Duration
-	// MaxReceiveCount is how many receives a message gets before the DLQ. Default 5.
+	// MaxReceiveCount is how many receives a message gets before the queue moves it to
+	// its DLQ. Default 20: with the default retry waits a valid op that keeps failing (a
+	// table outage, throttling) is retried for at least an hour before it is
+	// dead-lettered (8+16+32+64+128 s, then 14 × 240 s: the waits less their jitter). A
+	// message that can never apply does not count on it: the function dead-letters it at
+	// its first receive.
 	MaxReceiveCount int
+	// RetryBase is how long a function hides a message whose receive failed for a reason
+	// that may pass, after the first receive; each further receive waits twice as long,
+	// up to RetryMax, less up to 20 % at random (internal/retry). Default 10 s.
+	RetryBase time.Duration
+	// RetryMax caps the wait between retries: after an outage ends, an op waits at most
+	// this long to be applied. Default 5 min.
+	RetryMax time.Duration
+	// QueryMaxAge is the age (since the query reached its queue) past which sessionquery
+	// drops a failover query instead of answering or retrying it: its client has stopped
+	// waiting (MaxWait, 5 s by default) and answers ErrTimeout. Keep it above the longest
+	// MaxWait of the site's clients. Default 30 s.
+	QueryMaxAge time.Duration
 	// TombstoneGrace is the least time a destroyed session's tombstone is kept, so that
 	// late messages still find it. Default 10 min.
 	TombstoneGrace time.Duration
@@ -47,13 +64,26 @@ func (s Settings) WithDefaults() Settings {
 		s.VisibilityTimeout = 6 * s.FunctionTimeout
 	}
 	if s.MaxReceiveCount == 0 {
-		s.MaxReceiveCount = 5
+		s.MaxReceiveCount = 20
+	}
+	if s.RetryBase == 0 {
+		s.RetryBase = 10 * time.Second
+	}
+	if s.RetryMax == 0 {
+		s.RetryMax = max(5*time.Minute, s.RetryBase)
+	}
+	if s.QueryMaxAge == 0 {
+		s.QueryMaxAge = 30 * time.Second
 	}
 	if s.TombstoneGrace == 0 {
 		s.TombstoneGrace = 10 * time.Minute
 	}
 	return s
 }
+
+// maxRetry is the longest retry wait: SQS hides a message at most 12 h from its receive,
+// and the invocation that received it counts (internal/retry.MaxDelay).
+const maxRetry = 11 * time.Hour
 
 // Validate reports the first setting out of range, naming it.
 func (s Settings) Validate() error {
@@ -72,6 +102,12 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("topology: MaxReceiveCount %d out of range 1-1000", s.MaxReceiveCount)
 	case s.TombstoneGrace < time.Second:
 		return fmt.Errorf("topology: TombstoneGrace %s below 1s", s.TombstoneGrace)
+	case s.RetryBase < time.Second || s.RetryBase > maxRetry:
+		return fmt.Errorf("topology: RetryBase %s out of range 1s-%s (SQS visibility timeouts are whole seconds, at most 12h)", s.RetryBase, maxRetry)
+	case s.RetryMax < s.RetryBase || s.RetryMax > maxRetry:
+		return fmt.Errorf("topology: RetryMax %s out of range RetryBase (%s) to %s", s.RetryMax, s.RetryBase, maxRetry)
+	case s.QueryMaxAge < time.Second || s.QueryMaxAge > time.Hour:
+		return fmt.Errorf("topology: QueryMaxAge %s out of range 1s-1h", s.QueryMaxAge)
 	}
 	return nil
 }
@@ -229,6 +265,12 @@ func For(site Site, table string) (Topology, error) {
 				"SESSIONHA_TABLE":           "table:" + table,
 				"SESSIONHA_SITE":            site.Name,
 				"SESSIONHA_TOMBSTONE_GRACE": s.TombstoneGrace.String(),
+				// A message that can never apply goes to the DLQ at once; one that failed
+				// for a reason that may pass is hidden on the retry schedule.
+				"SESSIONHA_QUEUE_URL":  "queue:" + QueueOps,
+				"SESSIONHA_DLQ_URL":    "queue:" + QueueOpsDLQ,
+				"SESSIONHA_RETRY_BASE": s.RetryBase.String(),
+				"SESSIONHA_RETRY_MAX":  s.RetryMax.String(),
 			},
 		}, {
 			ID: FunctionSessionQuery, Name: name("sessionquery"), Queue: QueueQuery,
@@ -238,6 +280,12 @@ func For(site Site, table string) (Topology, error) {
 				"SESSIONHA_TABLE":           "table:" + table,
 				"SESSIONHA_SITE":            site.Name,
 				"SESSIONHA_REPLY_TOPIC_ARN": "topic:" + TopicReply,
+				// Poison queries go to the DLQ at once; a query that failed is retried
+				// within a second while its client may still wait, and dropped past
+				// QueryMaxAge, when no one does.
+				"SESSIONHA_QUEUE_URL":     "queue:" + QueueQuery,
+				"SESSIONHA_DLQ_URL":       "queue:" + QueueQueryDLQ,
+				"SESSIONHA_QUERY_MAX_AGE": s.QueryMaxAge.String(),
 			},
 		}},
 	}

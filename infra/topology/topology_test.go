@@ -1,9 +1,13 @@
 package topology
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionha/sessionha/internal/retry"
 )
 
 func TestForDefaults(t *testing.T) {
@@ -15,7 +19,7 @@ func TestForDefaults(t *testing.T) {
 		t.Errorf("table %+v", top.Table)
 	}
 	ops, _ := top.Queue(QueueOps)
-	if ops.DLQ != QueueOpsDLQ || ops.MaxReceiveCount != 5 || ops.VisibilityTimeout != time.Minute {
+	if ops.DLQ != QueueOpsDLQ || ops.MaxReceiveCount != 20 || ops.VisibilityTimeout != time.Minute {
 		t.Errorf("ops queue %+v", ops)
 	}
 	for _, q := range top.Queues {
@@ -48,6 +52,105 @@ func TestForRejectsBadInput(t *testing.T) {
 	} {
 		if _, err := For(s, ""); err == nil {
 			t.Errorf("For(%+v) accepted", s)
+		}
+	}
+}
+
+// TestDefaultRetryCoversLongOutage: with the default settings a valid op that fails
+// every receive (the table is down) is retried for well over 30 minutes before its queue
+// dead-letters it, by the schedule the functions hide messages on (internal/retry, the
+// same code): the least waits, jitter taken off, over maxReceiveCount−1 receives.
+func TestDefaultRetryCoversLongOutage(t *testing.T) {
+	s := Settings{}.WithDefaults()
+	sched := retry.Schedule{Base: s.RetryBase, Max: s.RetryMax}
+	if err := sched.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	covered := sched.Before(s.MaxReceiveCount)
+	if covered < 45*time.Minute {
+		t.Errorf("the default schedule (base %s, max %s, maxReceiveCount %d) retries for at least %s before the DLQ; want well over 30 min",
+			s.RetryBase, s.RetryMax, s.MaxReceiveCount, covered)
+	}
+	t.Logf("default schedule: base %s, max %s, maxReceiveCount %d: at least %s before the DLQ", s.RetryBase, s.RetryMax, s.MaxReceiveCount, covered)
+	// Lambda's guidance for a queue feeding a function: visibility at least 6 × its timeout.
+	if s.VisibilityTimeout < 6*s.FunctionTimeout {
+		t.Errorf("visibility timeout %s is under 6 × the function timeout %s", s.VisibilityTimeout, s.FunctionTimeout)
+	}
+	// The old default (5 receives, no backoff: the 60 s visibility timeout) covered 4 min.
+	if old := 4 * s.VisibilityTimeout; covered < 10*old {
+		t.Errorf("covered %s: not far beyond the old %s", covered, old)
+	}
+}
+
+// TestFunctionsRetryEnv: the functions get their queue, its DLQ and the retry settings
+// in their environment, as the renderers resolve them.
+func TestFunctionsRetryEnv(t *testing.T) {
+	top, err := For(Site{Name: "eu", Region: "eu-west-1", Settings: Settings{RetryBase: 2 * time.Second, RetryMax: time.Minute, QueryMaxAge: 20 * time.Second}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[string]string{
+		FunctionSessionOp: {"SESSIONHA_QUEUE_URL": "queue:" + QueueOps, "SESSIONHA_DLQ_URL": "queue:" + QueueOpsDLQ,
+			"SESSIONHA_RETRY_BASE": "2s", "SESSIONHA_RETRY_MAX": "1m0s"},
+		FunctionSessionQuery: {"SESSIONHA_QUEUE_URL": "queue:" + QueueQuery, "SESSIONHA_DLQ_URL": "queue:" + QueueQueryDLQ,
+			"SESSIONHA_QUERY_MAX_AGE": "20s"},
+	}
+	for _, f := range top.Functions {
+		q, _ := top.Queue(f.Queue)
+		if f.Env["SESSIONHA_DLQ_URL"] != "queue:"+q.DLQ {
+			t.Errorf("%s: DLQ %s, but its queue's DLQ is %s", f.ID, f.Env["SESSIONHA_DLQ_URL"], q.DLQ)
+		}
+		for k, v := range want[f.ID] {
+			if f.Env[k] != v {
+				t.Errorf("%s: %s=%q, want %q", f.ID, k, f.Env[k], v)
+			}
+		}
+	}
+}
+
+func TestRetrySettingsValidated(t *testing.T) {
+	for _, tc := range []struct {
+		s    Settings
+		want string
+	}{
+		{Settings{RetryBase: 500 * time.Millisecond}, "RetryBase"},
+		{Settings{RetryBase: time.Minute, RetryMax: 30 * time.Second}, "RetryMax"},
+		{Settings{RetryMax: 13 * time.Hour}, "RetryMax"},
+		{Settings{QueryMaxAge: 2 * time.Hour}, "QueryMaxAge"},
+	} {
+		if _, err := For(Site{Name: "ok", Region: "us-east-1", Settings: tc.s}, ""); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want an error naming %s", tc.s, err, tc.want)
+		}
+	}
+	if s := (Settings{RetryBase: 10 * time.Minute}).WithDefaults(); s.RetryMax != 10*time.Minute {
+		t.Errorf("a base above the default cap: max %s, want the base", s.RetryMax)
+	}
+}
+
+func TestReadCDKJSONRetrySettings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cdk.json")
+	doc := `{"context":{"sites":[{"name":"eu","region":"eu-west-1","primary":true,
+		"settings":{"maxReceiveCount":30,"retryBase":"5s","retryMax":"2m","queryMaxAge":"15s"}}]}}`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := ReadCDKJSON(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := d.Sites[0].Settings
+	if s.MaxReceiveCount != 30 || s.RetryBase != 5*time.Second || s.RetryMax != 2*time.Minute || s.QueryMaxAge != 15*time.Second {
+		t.Errorf("settings %+v", s)
+	}
+	// The project's own cdk.json deploys a schedule that covers a long outage too.
+	d, err = ReadCDKJSON(filepath.Join("..", "..", "cdk.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, site := range d.Sites {
+		s := site.Settings.WithDefaults()
+		if got := (retry.Schedule{Base: s.RetryBase, Max: s.RetryMax}).Before(s.MaxReceiveCount); got < 45*time.Minute {
+			t.Errorf("cdk.json site %s retries for at least %s before the DLQ; want well over 30 min", site.Name, got)
 		}
 	}
 }
