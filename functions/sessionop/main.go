@@ -15,6 +15,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/sessionha/sessionha/functions/sessionop/handler"
 	"github.com/sessionha/sessionha/internal/lambdaenv"
@@ -36,7 +37,7 @@ func main() {
 		os.Exit(1)
 	}
 	db := dynamodb.NewFromConfig(awsCfg)
-	h, err := handler.New(db, cfg, log)
+	h, err := handler.New(db, sqs.NewFromConfig(awsCfg), cfg, log)
 	if err != nil {
 		log.Error("bad configuration", "reason", err.Error())
 		os.Exit(1)

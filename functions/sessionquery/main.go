@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/sessionha/sessionha/functions/sessionquery/handler"
 	"github.com/sessionha/sessionha/internal/lambdaenv"
@@ -29,7 +30,7 @@ func main() {
 		os.Exit(1)
 	}
 	db := dynamodb.NewFromConfig(awsCfg)
-	h, err := handler.New(db, sns.NewFromConfig(awsCfg), cfg, log)
+	h, err := handler.New(db, sns.NewFromConfig(awsCfg), sqs.NewFromConfig(awsCfg), cfg, log)
 	if err != nil {
 		log.Error("bad configuration", "reason", err.Error())
 		os.Exit(1)

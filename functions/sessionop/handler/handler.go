@@ -2,10 +2,13 @@
 //
 // Handle is the function's whole logic, shaped like any aws-lambda-go SQS handler and
 // tested without AWS: each record is decoded, validated and merged into its item with a
-// conditional write (internal/record). A record that cannot be applied (malformed, wrong
-// schema version, a write that keeps failing) is reported in batchItemFailures, so the
-// queue delivers it again and, after maxReceiveCount, moves it to the DLQ; its
-// batch-mates are applied regardless. Handle never panics and never fails the batch.
+// conditional write (internal/record). A record that can never apply (malformed, too
+// large, wrong schema version, invalid) goes to the DLQ at its first receive, with its
+// reason as message attributes; one whose write failed (throttling, an outage, lost
+// races) is hidden on the retry schedule and reported in batchItemFailures, so the queue
+// delivers it again later and moves it to the DLQ only after maxReceiveCount receives
+// (internal/batch). Its batch-mates are applied regardless. Handle never panics and never
+// fails the batch.
 package handler
 
 import (
@@ -22,6 +25,7 @@ import (
 	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/internal/batch"
 	"github.com/sessionha/sessionha/internal/record"
+	"github.com/sessionha/sessionha/internal/retry"
 )
 
 // Config is the function's configuration; the zero value of each optional field means
@@ -36,42 +40,74 @@ type Config struct {
 	TombstoneGrace time.Duration
 	// Parallel is how many records of a batch are applied at once. Default 10.
 	Parallel int
+	// QueueURL is the ops queue, where failed records are hidden until their retry.
+	// Required (SESSIONHA_QUEUE_URL).
+	QueueURL string
+	// DLQURL is the ops queue's dead-letter queue, where records that can never apply
+	// go at once. Required (SESSIONHA_DLQ_URL).
+	DLQURL string
+	// RetryBase is how long a failed record waits after its first receive; each further
+	// receive doubles it, up to RetryMax (SESSIONHA_RETRY_BASE, a Go duration). Default 10s.
+	RetryBase time.Duration
+	// RetryMax caps the wait (SESSIONHA_RETRY_MAX). Default 5m, or RetryBase if longer.
+	RetryMax time.Duration
 }
 
 // ConfigFromEnv reads the function's environment.
 func ConfigFromEnv() (Config, error) {
-	c := Config{Table: os.Getenv("SESSIONHA_TABLE"), Site: os.Getenv("SESSIONHA_SITE")}
-	if v := os.Getenv("SESSIONHA_TOMBSTONE_GRACE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return c, fmt.Errorf("SESSIONHA_TOMBSTONE_GRACE=%q: want a positive Go duration such as 10m", v)
+	c := Config{Table: os.Getenv("SESSIONHA_TABLE"), Site: os.Getenv("SESSIONHA_SITE"),
+		QueueURL: os.Getenv("SESSIONHA_QUEUE_URL"), DLQURL: os.Getenv("SESSIONHA_DLQ_URL")}
+	for name, dst := range map[string]*time.Duration{
+		"SESSIONHA_TOMBSTONE_GRACE": &c.TombstoneGrace, "SESSIONHA_RETRY_BASE": &c.RetryBase, "SESSIONHA_RETRY_MAX": &c.RetryMax,
+	} {
+		if v := os.Getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return c, fmt.Errorf("%s=%q: want a positive Go duration such as 10s", name, v)
+			}
+			*dst = d
 		}
-		c.TombstoneGrace = d
 	}
 	return c, c.validate()
 }
 
 func (c Config) validate() error {
-	if c.Table == "" {
+	switch {
+	case c.Table == "":
 		return errors.New("SESSIONHA_TABLE is required: the session table's name")
+	case c.QueueURL == "":
+		return errors.New("SESSIONHA_QUEUE_URL is required: the ops queue's URL")
+	case c.DLQURL == "":
+		return errors.New("SESSIONHA_DLQ_URL is required: the ops queue's dead-letter queue's URL")
+	case c.TombstoneGrace < 0 || c.Parallel < 0 || c.RetryBase < 0 || c.RetryMax < 0:
+		return errors.New("TombstoneGrace, Parallel, RetryBase and RetryMax must not be negative")
 	}
-	if c.TombstoneGrace < 0 || c.Parallel < 0 {
-		return errors.New("TombstoneGrace and Parallel must not be negative")
+	return c.retry().Validate()
+}
+
+// retry is the schedule of c, defaults filled in.
+func (c Config) retry() retry.Schedule {
+	s := retry.Schedule{Base: c.RetryBase, Max: c.RetryMax}
+	if s.Base == 0 {
+		s.Base = 10 * time.Second
 	}
-	return nil
+	if s.Max == 0 {
+		s.Max = max(5*time.Minute, s.Base)
+	}
+	return s
 }
 
 // Handler applies batches of session operations.
 type Handler struct {
-	table    *record.Table
-	log      *slog.Logger
-	parallel int
-	metrics  io.Writer // stdout in Lambda, where CloudWatch reads EMF lines
+	table   *record.Table
+	runner  *batch.Runner
+	metrics io.Writer // stdout in Lambda, where CloudWatch reads EMF lines
 }
 
-// New returns a handler writing to db. log receives one line per failed record and
-// never a session id; nil means JSON on stderr.
-func New(db record.DB, cfg Config, log *slog.Logger) (*Handler, error) {
+// New returns a handler writing to db, dead-lettering and hiding records on q. log
+// receives one line per record that did not apply and never a session id; nil means
+// JSON on stderr.
+func New(db record.DB, q batch.SQS, cfg Config, log *slog.Logger) (*Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -84,45 +120,38 @@ func New(db record.DB, cfg Config, log *slog.Logger) (*Handler, error) {
 	if log == nil {
 		log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
+	runner, err := batch.New(batch.Config{Function: "sessionop", SQS: q, QueueURL: cfg.QueueURL, DLQURL: cfg.DLQURL,
+		Retry: cfg.retry(), Parallel: cfg.Parallel, Log: log.With("function", "sessionop", "site", cfg.Site)})
+	if err != nil {
+		return nil, err
+	}
 	return &Handler{
-		table:    &record.Table{DB: db, Name: cfg.Table, Grace: cfg.TombstoneGrace},
-		log:      log.With("function", "sessionop", "site", cfg.Site),
-		parallel: cfg.Parallel,
-		metrics:  os.Stdout,
+		table:   &record.Table{DB: db, Name: cfg.Table, Grace: cfg.TombstoneGrace},
+		runner:  runner,
+		metrics: os.Stdout,
 	}, nil
 }
 
 // The counters of a batch, published as metrics. Destroyed counts the applied destroys
 // (logouts that reached the table), a subset of Applied: sessionctl stats shows it as
-// amsessiondb's "deletes".
-var metricNames = []string{"Applied", "Unchanged", "Rejected", "Failed", "Reads", "Writes", "Conflicts", "Destroyed"}
+// amsessiondb's "deletes". Rejected, DeadLettered and Failed are the runner's.
+var metricNames = []string{"Applied", "Unchanged", "Rejected", "DeadLettered", "Failed", "Reads", "Writes", "Conflicts", "Destroyed"}
 
-// Handle applies every record of the batch and reports the ones that failed.
+// Handle applies every record of the batch and reports the ones the queue must deliver
+// again.
 func (h *Handler) Handle(ctx context.Context, ev lambdaevents.SQSEvent) (lambdaevents.SQSEventResponse, error) {
 	var c batch.Counters
-	resp := batch.Run(ctx, ev, h.parallel, func(ctx context.Context, rec *lambdaevents.SQSMessage) error {
-		err := h.apply(ctx, rec, &c)
-		if err != nil && !errors.Is(err, errRejected) {
-			c.Add("Failed", 1)
-			h.log.Error("record failed", "messageId", rec.MessageId,
-				"receiveCount", rec.Attributes["ApproximateReceiveCount"], "reason", err.Error())
-		}
-		return err
+	resp := h.runner.Run(ctx, ev, &c, func(ctx context.Context, rec *lambdaevents.SQSMessage) error {
+		return h.apply(ctx, rec, &c)
 	})
 	batch.Emit(h.metrics, "sessionop", &c, metricNames...)
 	return resp, nil
 }
 
-// errRejected marks a record that can never apply (already logged as rejected).
-var errRejected = errors.New("rejected")
-
 func (h *Handler) apply(ctx context.Context, rec *lambdaevents.SQSMessage, c *batch.Counters) error {
 	op, err := events.DecodeSessionOp([]byte(rec.Body))
 	if err != nil {
-		c.Add("Rejected", 1)
-		h.log.Warn("record rejected", "messageId", rec.MessageId, "kind", events.ErrorKind(err),
-			"receiveCount", rec.Attributes["ApproximateReceiveCount"], "bytes", len(rec.Body), "reason", err.Error())
-		return fmt.Errorf("%w: %w", errRejected, err)
+		return batch.Poison(events.ErrorKind(err), err)
 	}
 	res, st, err := h.table.Apply(ctx, ToRecordOp(op))
 	c.Add("Reads", int64(st.Reads))

@@ -7,40 +7,102 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	lambdaevents "github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/internal/record"
+	"github.com/sessionha/sessionha/internal/retry"
 	"github.com/sessionha/sessionha/local/localtest"
 )
 
-var db *dynamodb.Client
+var (
+	db *dynamodb.Client
+	q  *sqs.Client
+)
 
 const table = "sessions"
 
-// TestMain runs the handler against DynamoDB Local, AWS's own emulator: no mocks.
+// TestMain runs the handler against the local DynamoDB and fauxqs: no mocks.
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	ctx := context.Background()
-	var stop func()
+	var stop, stopBus func()
 	var err error
 	if db, stop, err = localtest.DynamoDB(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer stop()
+	if _, q, stopBus, err = localtest.Bus(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer stopBus()
 	if err := localtest.CreateSessionTable(ctx, db, table); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
+}
+
+// queues makes an ops queue and its DLQ for one test.
+func queues(t *testing.T) (src, dlq string) {
+	t.Helper()
+	name := strings.ReplaceAll(t.Name(), "/", "-") + strconv.FormatInt(time.Now().UnixNano(), 36)
+	for i, n := range []string{name, name + "-dlq"} {
+		out, err := q.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			src = aws.ToString(out.QueueUrl)
+		} else {
+			dlq = aws.ToString(out.QueueUrl)
+		}
+	}
+	return src, dlq
+}
+
+// deliver sends bodies to the queue and receives them as the event source mapping hands
+// them to the function (a 30 s visibility timeout), keyed by body.
+func deliver(t *testing.T, url string, bodies map[string]string) (lambdaevents.SQSEvent, map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, b := range bodies {
+		if _, err := q.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := map[string]string{}
+	for name, b := range bodies {
+		names[b] = name
+	}
+	var ev lambdaevents.SQSEvent
+	ids := map[string]string{} // name -> message id
+	for len(ev.Records) < len(bodies) {
+		out, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 30,
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range out.Messages {
+			ev.Records = append(ev.Records, lambdaevents.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle),
+				Body: aws.ToString(m.Body), Attributes: m.Attributes, EventSource: "aws:sqs", EventSourceARN: "arn:aws:sqs:us-east-1:000000000000:ops"})
+			ids[names[aws.ToString(m.Body)]] = aws.ToString(m.MessageId)
+		}
+	}
+	return ev, ids
 }
 
 type logBuf struct {
@@ -53,8 +115,14 @@ func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock()
 
 func newHandler(t *testing.T) (*Handler, *logBuf, *logBuf) {
 	t.Helper()
+	src, dlq := queues(t)
+	return newHandlerOn(t, db, src, dlq)
+}
+
+func newHandlerOn(t *testing.T, db record.DB, src, dlq string) (*Handler, *logBuf, *logBuf) {
+	t.Helper()
 	logs, metrics := &logBuf{}, &logBuf{}
-	h, err := New(db, Config{Table: table, Site: "test"}, slog.New(slog.NewJSONHandler(logs, nil)))
+	h, err := New(db, q, Config{Table: table, Site: "test", QueueURL: src, DLQURL: dlq}, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,50 +163,81 @@ func get(t *testing.T, o *events.SessionOp) *record.Item {
 	return it
 }
 
-// TestPoisonFailsAlone: each kind of bad message is reported alone, with its reason
-// logged, and its batch-mates are applied.
-func TestPoisonFailsAlone(t *testing.T) {
-	h, logs, metrics := newHandler(t)
+// TestPoisonDeadLetteredAtOnce: each kind of message that can never apply goes to the
+// DLQ at its first receive, with its reason as attributes, and is reported done (the
+// mapping deletes it from the ops queue); its batch-mates are applied.
+func TestPoisonDeadLetteredAtOnce(t *testing.T) {
+	src, dlq := queues(t)
+	h, logs, metrics := newHandlerOn(t, db, src, dlq)
 	good1, _ := op(events.OpCreate, 1<<20, map[string][]byte{"cart": []byte("book")})
 	good2, _ := op(events.OpCreate, 1<<20, nil)
 	shortID, _ := op(events.OpCreate, 1<<20, nil)
 	shortID.ID = "abc"
 	shortIDBody, _ := json.Marshal(shortID) // bypass Encode's validation, as a foreign writer might
-	poison := map[string]string{
-		"malformed":      `{"v":1,"op":`,
-		"schema-version": strings.Replace(body(t, good2), `"v":1`, `"v":9`, 1),
-		"invalid":        strings.Replace(body(t, good2), `"op":"create"`, `"op":"merge"`, 1),
-		"invalid-id":     string(shortIDBody),
-		"too-large":      `{"v":1,"pad":"` + strings.Repeat("x", events.MaxMessageBytes) + `"}`,
-		"not-an-object":  `[1,2,3]`,
+	poison := map[string]struct{ body, kind string }{
+		"malformed":      {`{"v":1,"op":`, "malformed"},
+		"schema-version": {strings.Replace(body(t, good2), `"v":1`, `"v":9`, 1), "schema-version"},
+		"invalid":        {strings.Replace(body(t, good2), `"op":"create"`, `"op":"merge"`, 1), "invalid"},
+		"invalid-id":     {string(shortIDBody), "invalid"},
+		"too-large":      {`{"v":1,"pad":"` + strings.Repeat("x", events.MaxMessageBytes) + `"}`, "too-large"},
+		"not-an-object":  {`[1,2,3]`, "malformed"},
 	}
-	ev := lambdaevents.SQSEvent{Records: []lambdaevents.SQSMessage{{MessageId: "good-1", Body: body(t, good1)}}}
-	for name, b := range poison {
-		ev.Records = append(ev.Records, lambdaevents.SQSMessage{MessageId: name, Body: b})
+	bodies := map[string]string{"good-1": body(t, good1), "good-2": body(t, good2)}
+	for name, p := range poison {
+		bodies[name] = p.body
 	}
-	ev.Records = append(ev.Records, lambdaevents.SQSMessage{MessageId: "good-2", Body: body(t, good2)})
+	ev, ids := deliver(t, src, bodies)
 
 	resp, err := h.Handle(context.Background(), ev)
 	if err != nil {
 		t.Fatalf("Handle failed the batch: %v", err)
 	}
-	failed := map[string]bool{}
-	for _, f := range resp.BatchItemFailures {
-		failed[f.ItemIdentifier] = true
-	}
-	for name := range poison {
-		if !failed[name] {
-			t.Errorf("poison %q was not reported as failed", name)
-		}
-	}
-	if failed["good-1"] || failed["good-2"] || len(failed) != len(poison) {
-		t.Errorf("failures %v: want exactly the poison messages", failed)
+	if len(resp.BatchItemFailures) != 0 {
+		t.Errorf("failures %v: want none (poison is dead-lettered, not retried)", resp.BatchItemFailures)
 	}
 	if it := get(t, good1); it == nil || string(it.Attrs["cart"]) != "book" {
 		t.Errorf("batch-mate good-1 not applied: %+v", it)
 	}
 	if get(t, good2) == nil {
 		t.Error("batch-mate good-2 not applied")
+	}
+	dead := map[string]sqstypes.Message{} // by original message id
+	for len(dead) < len(poison) {
+		out, err := q.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(dlq), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+			MessageAttributeNames: []string{"All"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			break
+		}
+		for _, m := range out.Messages {
+			dead[aws.ToString(m.MessageAttributes[events.DeadLetterMessageID].StringValue)] = m
+		}
+	}
+	if len(dead) != len(poison) {
+		t.Errorf("%d messages in the DLQ, want the %d poison ones", len(dead), len(poison))
+	}
+	for name, p := range poison {
+		m, ok := dead[ids[name]]
+		if !ok {
+			t.Errorf("%s: not in the DLQ", name)
+			continue
+		}
+		if aws.ToString(m.Body) != p.body {
+			t.Errorf("%s: the dead letter's body is not the original", name)
+		}
+		a := func(k string) string { return aws.ToString(m.MessageAttributes[k].StringValue) }
+		if a(events.DeadLetterKind) != p.kind || a(events.DeadLetterFunction) != "sessionop" || a(events.DeadLetterReceiveCount) != "1" ||
+			!strings.HasPrefix(a(events.DeadLetterReason), "events: ") || a(events.DeadLetterSourceQueue) == "" {
+			t.Errorf("%s: dead letter attributes kind %q function %q receives %q reason %q source %q", name, a(events.DeadLetterKind),
+				a(events.DeadLetterFunction), a(events.DeadLetterReceiveCount), a(events.DeadLetterReason), a(events.DeadLetterSourceQueue))
+		}
+		for _, v := range m.MessageAttributes {
+			if strings.Contains(aws.ToString(v.StringValue), good2.ID) {
+				t.Errorf("%s: a dead letter attribute carries a (hashed) session id", name)
+			}
+		}
 	}
 	for _, want := range []string{`"kind":"malformed"`, `"kind":"schema-version"`, `"kind":"invalid"`, `"kind":"too-large"`} {
 		if !strings.Contains(logs.String(), want) {
@@ -152,8 +251,53 @@ func TestPoisonFailsAlone(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.TrimSpace(metrics.String())), &m); err != nil {
 		t.Fatalf("metrics line is not JSON: %v", err)
 	}
-	if m["Rejected"] != float64(len(poison)) || m["Applied"] != float64(2) || m["_aws"] == nil {
-		t.Errorf("metrics %v: want Rejected %d, Applied 2, and an EMF _aws block", m, len(poison))
+	if m["Rejected"] != float64(len(poison)) || m["DeadLettered"] != float64(len(poison)) || m["Applied"] != float64(2) || m["Failed"] != float64(0) || m["_aws"] == nil {
+		t.Errorf("metrics %v: want Rejected and DeadLettered %d, Applied 2, Failed 0, and an EMF _aws block", m, len(poison))
+	}
+}
+
+// TestTableDownRetriedWithBackoff: a valid op whose write fails (the table does not
+// answer) is reported failed and hidden on the retry schedule by its receive count, not
+// dead-lettered.
+func TestTableDownRetriedWithBackoff(t *testing.T) {
+	down := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"),
+		Credentials: db.Options().Credentials, RetryMaxAttempts: 1})
+	src, dlq := queues(t)
+	h, logs, metrics := newHandlerOn(t, down, src, dlq)
+	o, _ := op(events.OpCreate, 1<<20, nil)
+	ev, ids := deliver(t, src, map[string]string{"op": body(t, o)})
+	ev.Records[0].Attributes["ApproximateReceiveCount"] = "4" // the fourth receive: 80 s nominal
+	resp, err := h.Handle(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != ids["op"] {
+		t.Fatalf("failures %v, want the op", resp.BatchItemFailures)
+	}
+	var l struct{ Msg, RetryIn string }
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "record failed" {
+			break
+		}
+	}
+	if d, err := time.ParseDuration(l.RetryIn); err != nil || d < 64*time.Second || d > 80*time.Second {
+		t.Errorf("retry in %q, want 64-80s (the fourth wait of 10s doubling, less up to 20 %%):\n%s", l.RetryIn, logs)
+	}
+	// fauxqs took the change: the op's 30 s receive visibility became about 80 s.
+	out, err := q.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(src),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	if err != nil || out.Attributes["ApproximateNumberOfMessagesNotVisible"] != "1" {
+		t.Errorf("ops queue %v %v: want the op in flight", out, err)
+	}
+	if strings.Contains(logs.String(), "visibility change failed") {
+		t.Errorf("the visibility change failed:\n%s", logs)
+	}
+	if dead, err := q.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(dlq),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}}); err != nil || dead.Attributes["ApproximateNumberOfMessages"] != "0" {
+		t.Errorf("DLQ %v %v: a valid op was dead-lettered", dead, err)
+	}
+	if !strings.Contains(metrics.String(), `"Failed":1`) {
+		t.Errorf("metrics %s: want Failed 1", metrics)
 	}
 }
 
@@ -215,12 +359,34 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Errorf("missing table: %v", err)
 	}
 	t.Setenv("SESSIONHA_TABLE", "t")
-	t.Setenv("SESSIONHA_TOMBSTONE_GRACE", "soon")
-	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "SESSIONHA_TOMBSTONE_GRACE") {
-		t.Errorf("bad grace: %v", err)
+	for _, v := range []string{"SESSIONHA_QUEUE_URL", "SESSIONHA_DLQ_URL"} {
+		t.Setenv("SESSIONHA_QUEUE_URL", "http://q")
+		t.Setenv("SESSIONHA_DLQ_URL", "http://dlq")
+		t.Setenv(v, "")
+		if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), v) {
+			t.Errorf("missing %s: %v", v, err)
+		}
+	}
+	t.Setenv("SESSIONHA_DLQ_URL", "http://dlq")
+	for _, v := range []string{"SESSIONHA_TOMBSTONE_GRACE", "SESSIONHA_RETRY_BASE", "SESSIONHA_RETRY_MAX"} {
+		t.Setenv(v, "soon")
+		if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), v) {
+			t.Errorf("bad %s: %v", v, err)
+		}
+		t.Setenv(v, "")
+	}
+	t.Setenv("SESSIONHA_RETRY_BASE", "500ms")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "Base") {
+		t.Errorf("a retry base under a second: %v", err)
 	}
 	t.Setenv("SESSIONHA_TOMBSTONE_GRACE", "2m")
-	if c, err := ConfigFromEnv(); err != nil || c.TombstoneGrace != 2*time.Minute {
+	t.Setenv("SESSIONHA_RETRY_BASE", "2s")
+	t.Setenv("SESSIONHA_RETRY_MAX", "1m")
+	if c, err := ConfigFromEnv(); err != nil || c.TombstoneGrace != 2*time.Minute || c.retry() != (retry.Schedule{Base: 2 * time.Second, Max: time.Minute}) ||
+		c.QueueURL != "http://q" || c.DLQURL != "http://dlq" {
 		t.Errorf("good env: %+v %v", c, err)
+	}
+	if got := (Config{}).retry(); got != (retry.Schedule{Base: 10 * time.Second, Max: 5 * time.Minute}) {
+		t.Errorf("default schedule %+v", got)
 	}
 }

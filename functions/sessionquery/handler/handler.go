@@ -3,6 +3,14 @@
 // topic, with the message attribute "requester" that routes it to the asking instance's
 // own queue. This is the old products' failover read (a request topic, a response topic,
 // a bounded wait), for auth servers that may not read the table themselves.
+//
+// A query is worth something only while its client waits (MaxWait, 5 s by default), so
+// failures are handled for that (internal/batch does the work): a query that can never
+// be answered (malformed, invalid, ...) goes to the DLQ at its first receive with its
+// reason, as sessionop's poison does; one whose read or reply failed is retried a second
+// later, not on sessionop's long schedule; and a query older than MaxAge (since it
+// reached the queue) is dropped, answered or not, and counted as Expired: its client has
+// given up (ErrTimeout), and answering it, dead-lettering it or redriving it helps no one.
 package handler
 
 import (
@@ -11,6 +19,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"time"
 
 	lambdaevents "github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -20,6 +30,7 @@ import (
 	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/internal/batch"
 	"github.com/sessionha/sessionha/internal/record"
+	"github.com/sessionha/sessionha/internal/retry"
 )
 
 // Config is the function's configuration.
@@ -32,11 +43,33 @@ type Config struct {
 	Site string
 	// Parallel is how many queries of a batch are answered at once. Default 10.
 	Parallel int
+	// QueueURL is the query queue, where a failed query is hidden until its retry.
+	// Required (SESSIONHA_QUEUE_URL).
+	QueueURL string
+	// DLQURL is the query queue's dead-letter queue, where queries that can never be
+	// answered go at once. Required (SESSIONHA_DLQ_URL).
+	DLQURL string
+	// MaxAge is the age (since the query reached the queue) past which a query is dropped
+	// instead of answered or retried: its client no longer waits
+	// (SESSIONHA_QUERY_MAX_AGE, a Go duration). Default 30s.
+	MaxAge time.Duration
 }
+
+// retrySchedule is how a failed query is retried: after a second (SQS's least), every
+// time, while its client may still be waiting.
+var retrySchedule = retry.Schedule{Base: time.Second, Max: time.Second}
 
 // ConfigFromEnv reads the function's environment.
 func ConfigFromEnv() (Config, error) {
-	c := Config{Table: os.Getenv("SESSIONHA_TABLE"), ReplyTopicARN: os.Getenv("SESSIONHA_REPLY_TOPIC_ARN"), Site: os.Getenv("SESSIONHA_SITE")}
+	c := Config{Table: os.Getenv("SESSIONHA_TABLE"), ReplyTopicARN: os.Getenv("SESSIONHA_REPLY_TOPIC_ARN"), Site: os.Getenv("SESSIONHA_SITE"),
+		QueueURL: os.Getenv("SESSIONHA_QUEUE_URL"), DLQURL: os.Getenv("SESSIONHA_DLQ_URL")}
+	if v := os.Getenv("SESSIONHA_QUERY_MAX_AGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("SESSIONHA_QUERY_MAX_AGE=%q: want a positive Go duration such as 30s", v)
+		}
+		c.MaxAge = d
+	}
 	return c, c.validate()
 }
 
@@ -46,8 +79,12 @@ func (c Config) validate() error {
 		return errors.New("SESSIONHA_TABLE is required: the session table's name")
 	case c.ReplyTopicARN == "":
 		return errors.New("SESSIONHA_REPLY_TOPIC_ARN is required: the topic answers are published on")
-	case c.Parallel < 0:
-		return errors.New("Parallel must not be negative")
+	case c.QueueURL == "":
+		return errors.New("SESSIONHA_QUEUE_URL is required: the query queue's URL")
+	case c.DLQURL == "":
+		return errors.New("SESSIONHA_DLQ_URL is required: the query queue's dead-letter queue's URL")
+	case c.Parallel < 0 || c.MaxAge < 0:
+		return errors.New("Parallel and MaxAge must not be negative")
 	}
 	return nil
 }
@@ -59,50 +96,61 @@ type Publisher interface {
 
 // Handler answers batches of queries.
 type Handler struct {
-	table    *record.Table
-	bus      Publisher
-	topic    string
-	log      *slog.Logger
-	parallel int
-	metrics  interface{ Write([]byte) (int, error) }
+	table   *record.Table
+	bus     Publisher
+	topic   string
+	log     *slog.Logger
+	maxAge  time.Duration
+	runner  *batch.Runner
+	metrics interface{ Write([]byte) (int, error) }
 }
 
-// New returns a handler reading db and answering on bus.
-func New(db record.DB, bus Publisher, cfg Config, log *slog.Logger) (*Handler, error) {
+// New returns a handler reading db, answering on bus, and dead-lettering and hiding
+// queries on q.
+func New(db record.DB, bus Publisher, q batch.SQS, cfg Config, log *slog.Logger) (*Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Parallel == 0 {
-		cfg.Parallel = 10
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = 30 * time.Second
 	}
 	if log == nil {
 		log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
+	log = log.With("function", "sessionquery", "site", cfg.Site)
+	runner, err := batch.New(batch.Config{Function: "sessionquery", SQS: q, QueueURL: cfg.QueueURL, DLQURL: cfg.DLQURL,
+		Retry: retrySchedule, Parallel: cfg.Parallel, Log: log})
+	if err != nil {
+		return nil, err
+	}
 	return &Handler{
 		table: &record.Table{DB: db, Name: cfg.Table}, bus: bus, topic: cfg.ReplyTopicARN,
-		log: log.With("function", "sessionquery", "site", cfg.Site), parallel: cfg.Parallel, metrics: os.Stdout,
+		log: log, maxAge: cfg.MaxAge, runner: runner, metrics: os.Stdout,
 	}, nil
 }
 
-var metricNames = []string{"Queries", "Found", "Missing", "Destroyed", "Rejected", "Failed"}
+// Rejected, DeadLettered and Failed are the runner's; Expired counts the queries dropped
+// because their client no longer waits.
+var metricNames = []string{"Queries", "Found", "Missing", "Destroyed", "Rejected", "DeadLettered", "Failed", "Expired"}
 
-// Handle answers every query of the batch and reports the ones that failed.
+// Handle answers every query of the batch and reports the ones the queue must deliver
+// again.
 func (h *Handler) Handle(ctx context.Context, ev lambdaevents.SQSEvent) (lambdaevents.SQSEventResponse, error) {
 	var c batch.Counters
-	resp := batch.Run(ctx, ev, h.parallel, func(ctx context.Context, rec *lambdaevents.SQSMessage) error {
+	resp := h.runner.Run(ctx, ev, &c, func(ctx context.Context, rec *lambdaevents.SQSMessage) error {
 		q, err := events.DecodeQuery([]byte(rec.Body))
 		if err != nil {
-			c.Add("Rejected", 1)
-			h.log.Warn("record rejected", "messageId", rec.MessageId, "kind", events.ErrorKind(err),
-				"receiveCount", rec.Attributes["ApproximateReceiveCount"], "bytes", len(rec.Body), "reason", err.Error())
-			return err
+			return batch.Poison(events.ErrorKind(err), err)
+		}
+		if age, ok := h.age(rec); ok && age > h.maxAge {
+			c.Add("Expired", 1)
+			h.log.Info("query expired: its client no longer waits", "messageId", rec.MessageId,
+				"receiveCount", rec.Attributes["ApproximateReceiveCount"], "age", age.Round(time.Millisecond).String())
+			return nil
 		}
 		c.Add("Queries", 1)
 		status, err := h.answer(ctx, q)
 		if err != nil {
-			c.Add("Failed", 1)
-			h.log.Error("record failed", "messageId", rec.MessageId,
-				"receiveCount", rec.Attributes["ApproximateReceiveCount"], "reason", err.Error())
 			return err
 		}
 		c.Add(map[events.ReplyStatus]string{events.ReplyFound: "Found", events.ReplyMissing: "Missing", events.ReplyDestroyed: "Destroyed"}[status], 1)
@@ -110,6 +158,16 @@ func (h *Handler) Handle(ctx context.Context, ev lambdaevents.SQSEvent) (lambdae
 	})
 	batch.Emit(h.metrics, "sessionquery", &c, metricNames...)
 	return resp, nil
+}
+
+// age is how long ago the query reached its queue, by SQS's SentTimestamp (SQS's clock,
+// not the asking instance's, which may be off).
+func (h *Handler) age(rec *lambdaevents.SQSMessage) (time.Duration, bool) {
+	ms, err := strconv.ParseInt(rec.Attributes["SentTimestamp"], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return timeNow().Sub(time.UnixMilli(ms)), true
 }
 
 // answer reads the session and publishes the reply.

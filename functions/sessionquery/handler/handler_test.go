@@ -123,7 +123,8 @@ func TestAnswers(t *testing.T) {
 	put(record.Delta, "orphan", map[string][]byte{"cart": []byte("x")})
 
 	logs := &bytes.Buffer{}
-	h, err := New(db, bus, Config{Table: table, ReplyTopicARN: aws.ToString(topic.TopicArn)}, slog.New(slog.NewJSONHandler(logs, nil)))
+	src, dlq := queuePair(t)
+	h, err := New(db, bus, q, Config{Table: table, ReplyTopicARN: aws.ToString(topic.TopicArn), QueueURL: src, DLQURL: dlq}, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +143,17 @@ func TestAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "poison" {
-		t.Errorf("failures %+v, want only the poison query", resp.BatchItemFailures)
+	if len(resp.BatchItemFailures) != 0 {
+		t.Errorf("failures %+v, want none: the poison query is dead-lettered at once", resp.BatchItemFailures)
+	}
+	dead, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(dlq), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead.Messages) != 1 || aws.ToString(dead.Messages[0].Body) != `{"v":1}` ||
+		aws.ToString(dead.Messages[0].MessageAttributes[events.DeadLetterKind].StringValue) != "invalid" ||
+		aws.ToString(dead.Messages[0].MessageAttributes[events.DeadLetterFunction].StringValue) != "sessionquery" {
+		t.Errorf("query DLQ holds %+v, want the poison query with kind invalid", dead.Messages)
 	}
 	got := map[string]*events.Reply{}
 	for _, r := range receive(t, qa) {
@@ -165,5 +175,113 @@ func TestAnswers(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"kind":"invalid"`) {
 		t.Errorf("poison query not logged with its kind:\n%s", logs)
+	}
+}
+
+// queuePair makes a query queue and its DLQ for one test.
+func queuePair(t *testing.T) (src, dlq string) {
+	t.Helper()
+	name := strings.ReplaceAll(t.Name(), "/", "-") + fmt.Sprint(time.Now().UnixNano())
+	for i, n := range []string{name, name + "-dlq"} {
+		out, err := q.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			src = aws.ToString(out.QueueUrl)
+		} else {
+			dlq = aws.ToString(out.QueueUrl)
+		}
+	}
+	return src, dlq
+}
+
+// TestStaleAndFailedQueries: a query older than MaxAge is dropped, not answered (its
+// client has stopped waiting); one whose read fails comes back within seconds, while
+// its client may still wait, and is not dead-lettered.
+func TestStaleAndFailedQueries(t *testing.T) {
+	ctx := context.Background()
+	topic, err := bus.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("reply-stale")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replies := replyQueue(t, aws.ToString(topic.TopicArn), "auth-stale")
+	src, dlq := queuePair(t)
+	down := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1"),
+		Credentials: db.Options().Credentials, RetryMaxAttempts: 1})
+	logs := &bytes.Buffer{}
+	metrics := &bytes.Buffer{}
+	cfg := Config{Table: table, ReplyTopicARN: aws.ToString(topic.TopicArn), QueueURL: src, DLQURL: dlq, MaxAge: 10 * time.Second}
+	h, err := New(down, bus, q, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.metrics = metrics
+	now := time.Now()
+	body := func(req string) string {
+		b, err := events.EncodeQuery(&events.Query{V: 1, Cluster: "default", ID: events.HashID("some-session"), Requester: "auth-stale", RequestID: req, At: now.UnixMilli()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	// A fresh query, through the real queue (its receipt handle is needed to hide it).
+	if _, err := q.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(src), MessageBody: aws.String(body("fresh"))}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(src), WaitTimeSeconds: 1, VisibilityTimeout: 60,
+		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
+	if err != nil || len(got.Messages) != 1 {
+		t.Fatalf("receive the fresh query: %v %v", got, err)
+	}
+	m := got.Messages[0]
+	fresh := lambdaevents.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle), Body: aws.ToString(m.Body), Attributes: m.Attributes}
+	stale := lambdaevents.SQSMessage{MessageId: "stale", Body: body("stale"),
+		Attributes: map[string]string{"SentTimestamp": fmt.Sprint(now.Add(-11 * time.Second).UnixMilli()), "ApproximateReceiveCount": "3"}}
+
+	resp, err := h.Handle(ctx, lambdaevents.SQSEvent{Records: []lambdaevents.SQSMessage{fresh, stale}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != fresh.MessageId {
+		t.Errorf("failures %+v, want the fresh query only (the stale one is dropped)", resp.BatchItemFailures)
+	}
+	if !strings.Contains(metrics.String(), `"Expired":1`) || !strings.Contains(metrics.String(), `"Failed":1`) || !strings.Contains(logs.String(), "query expired") {
+		t.Errorf("metrics %s\nlogs %s\nwant one expired and one failed query", metrics, logs)
+	}
+	// Hidden for a second, not the 60 s it was received with: it is back within the poll.
+	back, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(src), WaitTimeSeconds: 10})
+	if err != nil || len(back.Messages) != 1 || aws.ToString(back.Messages[0].MessageId) != fresh.MessageId {
+		t.Errorf("the failed query did not come back within seconds: %v %v", back, err)
+	}
+	if n := len(receive(t, replies)); n != 0 {
+		t.Errorf("%d replies: the stale query was answered, or the failed one", n)
+	}
+	if d, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(dlq),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}}); err != nil || d.Attributes["ApproximateNumberOfMessages"] != "0" {
+		t.Errorf("query DLQ %v %v: want it empty", d, err)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	for k, v := range map[string]string{"SESSIONHA_TABLE": "t", "SESSIONHA_REPLY_TOPIC_ARN": "arn", "SESSIONHA_QUEUE_URL": "http://q", "SESSIONHA_DLQ_URL": "http://d"} {
+		t.Setenv(k, v)
+	}
+	t.Setenv("SESSIONHA_QUERY_MAX_AGE", "20s")
+	if c, err := ConfigFromEnv(); err != nil || c.MaxAge != 20*time.Second || c.QueueURL != "http://q" || c.DLQURL != "http://d" {
+		t.Errorf("good env: %+v %v", c, err)
+	}
+	t.Setenv("SESSIONHA_QUERY_MAX_AGE", "later")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "SESSIONHA_QUERY_MAX_AGE") {
+		t.Errorf("bad max age: %v", err)
+	}
+	t.Setenv("SESSIONHA_QUERY_MAX_AGE", "")
+	for _, k := range []string{"SESSIONHA_QUEUE_URL", "SESSIONHA_DLQ_URL"} {
+		old := os.Getenv(k)
+		t.Setenv(k, "")
+		if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("without %s: %v", k, err)
+		}
+		t.Setenv(k, old)
 	}
 }
