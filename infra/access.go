@@ -15,6 +15,11 @@ type access struct {
 	// topic key's kms:GenerateDataKey and kms:Decrypt that publishing to an encrypted
 	// topic needs.
 	Publish []string
+	// DeadLetters: the function sends what can never apply to its own queue's
+	// dead-letter queue itself (sqs:SendMessage on that DLQ, nothing else), rather than
+	// waiting for the queue's redrive policy (internal/batch). Hiding a failed message
+	// for its retry (sqs:ChangeMessageVisibility on its own queue) comes with consuming it.
+	DeadLetters bool
 	// Metrics are the names the function emits in CloudWatch's embedded metric format
 	// (namespace metricsNamespace, dimension "function" = the function's topology ID).
 	Metrics []string
@@ -33,13 +38,15 @@ var functionAccess = map[string]access{
 	// GetItem then PutItem with a condition; it never deletes (TTL does) and never scans.
 	topology.FunctionSessionOp: {
 		TableActions: []string{"dynamodb:GetItem", "dynamodb:PutItem"},
-		Metrics:      []string{"Applied", "Unchanged", "Rejected", "Failed", "Reads", "Writes", "Conflicts", "Destroyed"},
+		DeadLetters:  true,
+		Metrics:      []string{"Applied", "Unchanged", "Rejected", "DeadLettered", "Failed", "Reads", "Writes", "Conflicts", "Destroyed"},
 	},
 	// sessionquery answers a query with a consistent GetItem and publishes the reply on
 	// the reply topic.
 	topology.FunctionSessionQuery: {
 		TableActions: []string{"dynamodb:GetItem"},
 		Publish:      []string{topology.TopicReply},
-		Metrics:      []string{"Queries", "Found", "Missing", "Destroyed", "Rejected", "Failed"},
+		DeadLetters:  true,
+		Metrics:      []string{"Queries", "Found", "Missing", "Destroyed", "Rejected", "DeadLettered", "Failed", "Expired"},
 	},
 }

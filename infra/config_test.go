@@ -23,6 +23,7 @@ func TestConfigFromContext(t *testing.T) {
 		{"name":"eu","region":"eu-west-1","account":"111111111111","primary":true,
 		 "settings":{"batchSize":5,"batchingWindow":"2s","maxConcurrency":8,"functionTimeout":"20s",
 		             "visibilityTimeout":"3m","maxReceiveCount":7,"tombstoneGrace":"15m",
+		             "retryBase":"20s","retryMax":"10m","queryMaxAge":"15s",
 		             "memoryMB":512,"logRetentionDays":90,"oldestMessageAlarm":"10m"}},
 		{"name":"us","region":"us-east-1"}]`), "my-table")
 	if err != nil {
@@ -32,7 +33,8 @@ func TestConfigFromContext(t *testing.T) {
 		t.Fatalf("%+v", c)
 	}
 	want := topology.Settings{BatchSize: 5, BatchingWindow: 2 * time.Second, MaxConcurrency: 8, FunctionTimeout: 20 * time.Second,
-		VisibilityTimeout: 3 * time.Minute, MaxReceiveCount: 7, TombstoneGrace: 15 * time.Minute}
+		VisibilityTimeout: 3 * time.Minute, MaxReceiveCount: 7, TombstoneGrace: 15 * time.Minute,
+		RetryBase: 20 * time.Second, RetryMax: 10 * time.Minute, QueryMaxAge: 15 * time.Second}
 	if got := c.Sites[0].Settings.Topology(); got != want {
 		t.Errorf("topology settings %+v, want %+v", got, want)
 	}
@@ -61,6 +63,7 @@ func TestConfigRejects(t *testing.T) {
 		{`[{"name":"eu","region":"eu-west-1","primary":true,"settings":{"batchingWindow":"1500ms"}}]`, "whole seconds"},
 		{`[{"name":"eu","region":"eu-west-1","primary":true,"settings":{"logRetentionDays":10}}]`, "logRetentionDays"},
 		{`[{"name":"eu","region":"eu-west-1","primary":true,"settings":{"memoryMB":64}}]`, "memoryMB"},
+		{`[{"name":"eu","region":"eu-west-1","primary":true,"settings":{"retryBase":"20s","retryMax":"10s"}}]`, "RetryMax"},
 		{`[{"name":"eu","region":"eu-west-1","primary":true,"account":"111111111111"},{"name":"us","region":"us-east-1","account":"222222222222"}]`, "one account"},
 	} {
 		if _, err := ConfigFromContext(contextOf(t, tc.sites), nil); err == nil || !strings.Contains(err.Error(), tc.why) {

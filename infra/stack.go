@@ -281,6 +281,15 @@ func (s *site) functions() error {
 		if len(acc.Publish) > 0 {
 			allow(role, []string{"kms:GenerateDataKey", "kms:Decrypt"}, s.key.KeyArn())
 		}
+		if acc.DeadLetters {
+			q, _ := s.topo.Queue(f.Queue)
+			dlq := s.queues[q.DLQ]
+			if dlq == nil {
+				return fmt.Errorf("function %s dead-letters, but its queue %q has no dead-letter queue", f.ID, f.Queue)
+			}
+			// The DLQs are SQS-encrypted: sending needs no key grant.
+			allow(role, []string{"sqs:SendMessage"}, dlq.QueueArn())
+		}
 
 		env, err := s.resolveEnv(f)
 		if err != nil {
