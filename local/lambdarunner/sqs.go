@@ -55,7 +55,9 @@ const longPoll = 20
 // the function reported); on a function error, crash or timeout nothing is deleted, so
 // the messages come back after the queue's visibility timeout and the queue's redrive
 // policy eventually moves them to its dead-letter queue. The runner never changes
-// visibility timeouts and never moves messages itself.
+// visibility timeouts and never moves messages itself, as Lambda's mapping does not: a
+// function that hides a failed message for longer (ChangeMessageVisibility, to retry on
+// a schedule) or dead-letters one itself gets what it asked for.
 func (f *Func) MapSQS(ctx context.Context, m SQSMapping) error {
 	r := f.r
 	if r.cfg.SQS == nil {

@@ -412,3 +412,54 @@ func TestSQSEventShape(t *testing.T) {
 		t.Errorf("the event does not decode as events.SQSEvent: %v", err)
 	}
 }
+
+// TestSQSVisibilityChangedByTheFunction: a function that hides a failed message itself
+// (ChangeMessageVisibility, as sessionha's functions do to retry on a schedule) gets it
+// back no sooner than it asked, not after the queue's 1 s visibility timeout: the runner
+// neither deletes it nor resets its visibility.
+func TestSQSVisibilityChangedByTheFunction(t *testing.T) {
+	t.Parallel()
+	c := sqsClient()
+	q := makeQueues(t, c)
+	ids := send(t, c, q.url, "hide:4")
+	r := newRunner(t)
+	var out lines
+	fn := start(t, r, Function{Timeout: time.Second, Output: &out, Env: map[string]string{
+		"ECHOFN_QUEUE_URL": q.url, "AWS_ENDPOINT_URL": fq.Endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+	}})
+	if err := fn.MapSQS(context.Background(), SQSMapping{QueueURL: q.url, ReportBatchItemFailures: true}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the message received twice, then in the DLQ", func() bool {
+		return depth(t, c, q.dlqURL) == 1 && depth(t, c, q.url) == 0
+	})
+	var receives []time.Time
+	hidden := 0
+	for _, s := range out.snapshot() {
+		var l struct {
+			Time      time.Time
+			Msg       string
+			MessageID string
+			OK        bool
+		}
+		if json.Unmarshal([]byte(s), &l) != nil || l.MessageID != ids[0] {
+			continue
+		}
+		switch l.Msg {
+		case "record":
+			receives = append(receives, l.Time)
+		case "hidden":
+			if !l.OK {
+				t.Fatalf("the function could not hide the message: %s", s)
+			}
+			hidden++
+		}
+	}
+	if len(receives) != 2 || hidden != 2 {
+		t.Fatalf("received %d times, hidden %d times; want 2 and 2", len(receives), hidden)
+	}
+	// Hidden for 4 s from a moment after its first receive began.
+	if gap := receives[1].Sub(receives[0]); gap < 3900*time.Millisecond {
+		t.Errorf("received again %s after the first receive; the function hid it for 4 s", gap)
+	}
+}

@@ -9,11 +9,15 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
 
 var logger = slog.New(slog.NewJSONHandler(os.Stdout, nil))
@@ -114,8 +118,11 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 }
 
 // handleSQS processes a batch. By body: "fail..." is reported in batchItemFailures,
-// "error" fails the whole invocation, "crash" exits the process, "sleep:DURATION"
-// sleeps; anything else succeeds. It logs one JSON line per record, without the body.
+// "hide:SECONDS" too, after the function hides it for SECONDS itself
+// (ChangeMessageVisibility on ECHOFN_QUEUE_URL, as sessionha's functions do to retry on
+// a schedule), "error" fails the whole invocation, "crash" exits the process,
+// "sleep:DURATION" sleeps; anything else succeeds. It logs one JSON line per record,
+// without the body.
 func handleSQS(ctx context.Context, records []events.SQSMessage) (events.SQSEventResponse, error) {
 	lc, _ := lambdacontext.FromContext(ctx)
 	var resp events.SQSEventResponse
@@ -148,6 +155,14 @@ func handleSQS(ctx context.Context, records []events.SQSMessage) (events.SQSEven
 		switch {
 		case strings.HasPrefix(r.Body, "fail"):
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
+		case strings.HasPrefix(r.Body, "hide:"):
+			secs, err := strconv.Atoi(strings.TrimPrefix(r.Body, "hide:"))
+			if err != nil {
+				return resp, err
+			}
+			err = hide(ctx, r.ReceiptHandle, int32(secs))
+			logger.Info("hidden", "messageId", r.MessageId, "seconds", secs, "ok", err == nil, "error", fmt.Sprint(err))
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
 		case r.Body == "error":
 			failBatch = true
 		case r.Body == "crash":
@@ -165,4 +180,18 @@ func handleSQS(ctx context.Context, records []events.SQSMessage) (events.SQSEven
 		return resp, &echoError{msg: "asked to fail the batch"}
 	}
 	return resp, nil
+}
+
+// hide changes the visibility timeout of a message of ECHOFN_QUEUE_URL, reached at
+// AWS_ENDPOINT_URL with the environment's credentials.
+func hide(ctx context.Context, receipt string, secs int32) error {
+	c := sqs.New(sqs.Options{
+		Region:       os.Getenv("AWS_REGION"),
+		BaseEndpoint: aws.String(os.Getenv("AWS_ENDPOINT_URL")),
+		Credentials:  credentials.NewStaticCredentialsProvider(os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), ""),
+	})
+	_, err := c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl: aws.String(os.Getenv("ECHOFN_QUEUE_URL")), ReceiptHandle: aws.String(receipt), VisibilityTimeout: secs,
+	})
+	return err
 }
