@@ -28,11 +28,18 @@ func init() {
 		help: `
 Lists the messages in the site's dead-letter queues (sessionha-SITE-ops-dlq and
 sessionha-SITE-query-dlq, SITE from SESSIONHA_SITE): the SQS message id, the age (since
-the message was first sent), how often it was received, its size, and the reason: the
-body is decoded as the function decodes it, and a body that can never apply shows the
-error's kind and message (malformed, too-large, schema-version, invalid); a valid body
-shows "valid (failed to apply)", which a redrive may fix. It never prints a body, a
-session id or an attribute value.
+it was sent: to the DLQ for one a function dead-lettered, to its topic for the others),
+how often it was received from its source queue, its size, and the reason.
+
+A message that can never apply (malformed, too-large, schema-version, invalid) is
+dead-lettered by the function at its first receive, with the reason as message
+attributes: the reason shows the kind and the function's message, and "redriven N×"
+once it has been moved back and dead-lettered again. Any other message got there
+because it failed on every one of its source queue's maxReceiveCount receives (an
+outage longer than the retry schedule, a function that cannot start): its body is
+decoded as the function decodes it, and a valid one shows "valid (failed to apply)",
+which a redrive fixes once the cause is gone. It never prints a body, a session id or
+an attribute value of a session.
 
 Listing hides each message for a few seconds and then makes it visible again.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *app, []string) error {
@@ -49,15 +56,22 @@ Listing hides each message for a few seconds and then makes it visible again.`,
 			}
 		},
 	}, &command{
-		name: "dlq redrive", args: "[--queue ops|query|all] [--valid-only]",
+		name: "dlq redrive", args: "[--queue ops|query|all] [--valid-only] [--poison]",
 		summary: "move dead messages back to the queue they came from",
 		help: `
 Moves the messages of the site's dead-letter queues back to their source queues (ops or
 query), where the functions take them again: each message is sent to the source queue
-with its body and attributes, then deleted from the dead-letter queue. It moves at most
-the messages that were there when it started. With --valid-only it moves only messages
-that decode (those that failed to apply, say while the table was throttling) and leaves
-the others, which would only fail again.
+with its body and attributes (the function's reason taken off, the redrive count
+sessionha.redrives raised by one), then deleted from the dead-letter queue. It moves at
+most the messages that were there when it started, and never one twice.
+
+It leaves the messages a function dead-lettered because they can never apply: moved
+back, they would only be dead-lettered again at their first receive. With --poison it
+moves them too, for when they can apply now (say, schema-version messages after the
+functions were upgraded to read that version); those that still cannot come back to
+the dead-letter queue once, with their redrive count, and stay there until moved again
+by hand: nothing circles on its own. With --valid-only it also leaves the other messages
+whose body does not decode with this build of sessionctl.
 
 fauxqs (the local stack) has no StartMessageMoveTask, so this works by receive, send and
 delete, on AWS too; a message is sent before it is deleted, so an interruption may leave
@@ -65,15 +79,19 @@ a copy in both queues, which the functions apply once (every write is idempotent
 		flags: func(fs *flag.FlagSet) func(context.Context, *app, []string) error {
 			queue := queueFlag(fs)
 			validOnly := fs.Bool("valid-only", false, "move only messages that decode; leave those that can never apply")
+			poison := fs.Bool("poison", false, "also move messages a function dead-lettered as never applying (after an upgrade that reads them)")
 			return func(ctx context.Context, a *app, args []string) error {
 				if len(args) > 0 {
 					return usagef("dlq redrive takes no arguments, got %q", args[0])
+				}
+				if *validOnly && *poison {
+					return usagef("--valid-only and --poison contradict each other")
 				}
 				qs, err := dlqsFor(*queue)
 				if err != nil {
 					return err
 				}
-				return a.dlqRedrive(ctx, qs, *validOnly)
+				return a.dlqRedrive(ctx, qs, redriveOptions{validOnly: *validOnly, poison: *poison})
 			}
 		},
 	})
@@ -161,7 +179,8 @@ func peek(ctx context.Context, q *sqs.Client, url string, max int) ([]types.Mess
 	return msgs, release, nil
 }
 
-// sentAt is when the message was first sent (SQS keeps it through the move to the DLQ).
+// sentAt is when the message was sent: first, for one the queue's redrive policy moved
+// (SQS keeps the time through the move), or to the DLQ, for one a function dead-lettered.
 func sentAt(m types.Message) time.Time {
 	ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64)
 	if err != nil {
@@ -170,18 +189,47 @@ func sentAt(m types.Message) time.Time {
 	return time.UnixMilli(ms)
 }
 
-// reason says why a dead message failed, without quoting its body.
+// attr is a message attribute's string value, "" if absent.
+func attr(m types.Message, name string) string {
+	return aws.ToString(m.MessageAttributes[name].StringValue)
+}
+
+// poisoned reports whether a function dead-lettered m as never applying.
+func poisoned(m types.Message) bool { return attr(m, events.DeadLetterKind) != "" }
+
+// reason says why a dead message failed, without quoting its body: the function's
+// reason if it dead-lettered it, else what decoding the body says.
 func reason(dq deadQueue, m types.Message) string {
-	err := dq.decode([]byte(aws.ToString(m.Body)))
-	if err == nil {
-		return "valid (failed to apply)"
+	var r string
+	if kind := attr(m, events.DeadLetterKind); kind != "" {
+		r = kind + ": " + short(attr(m, events.DeadLetterReason))
+	} else if err := dq.decode([]byte(aws.ToString(m.Body))); err == nil {
+		r = "valid (failed to apply)"
+	} else {
+		r = events.ErrorKind(err) + ": " + short(err.Error())
 	}
-	msg := err.Error()
+	if n, _ := strconv.Atoi(attr(m, events.Redrives)); n > 0 {
+		r += fmt.Sprintf(" (redriven %d×)", n)
+	}
+	return r
+}
+
+// short is an error message without its package prefix, at most 160 bytes.
+func short(msg string) string {
 	msg = strings.TrimPrefix(msg, "events: ")
 	if len(msg) > 160 {
 		msg = msg[:160] + "..."
 	}
-	return events.ErrorKind(err) + ": " + msg
+	return msg
+}
+
+// receives is how often m was received from its source queue: as the function recorded
+// it when it dead-lettered m, else SQS's count (kept through the redrive policy's move).
+func receives(m types.Message) string {
+	if n := attr(m, events.DeadLetterReceiveCount); n != "" {
+		return n
+	}
+	return m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]
 }
 
 func (a *app) dlqList(ctx context.Context, qs []deadQueue) error {
@@ -211,7 +259,7 @@ func (a *app) dlqList(ctx context.Context, qs []deadQueue) error {
 				age = now.Sub(t).Round(time.Second).String()
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", name, aws.ToString(m.MessageId), age,
-				m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)], len(aws.ToString(m.Body)), reason(dq, m))
+				receives(m), len(aws.ToString(m.Body)), reason(dq, m))
 		}
 		counts = append(counts, fmt.Sprintf("%s %d", name, len(msgs)))
 		total += len(msgs)
@@ -240,7 +288,21 @@ func depth(ctx context.Context, q *sqs.Client, url string) (int, error) {
 	return n, nil
 }
 
-func (a *app) dlqRedrive(ctx context.Context, qs []deadQueue, validOnly bool) error {
+// redriveOptions say which dead messages a redrive leaves.
+type redriveOptions struct {
+	validOnly bool // leave what does not decode
+	poison    bool // move what a function dead-lettered as never applying, too
+}
+
+// leave reports whether a redrive with o leaves m where it is.
+func (o redriveOptions) leave(dq deadQueue, m types.Message) bool {
+	if poisoned(m) {
+		return !o.poison
+	}
+	return o.validOnly && dq.decode([]byte(aws.ToString(m.Body))) != nil
+}
+
+func (a *app) dlqRedrive(ctx context.Context, qs []deadQueue, o redriveOptions) error {
 	c, topo, err := siteClients(ctx)
 	if err != nil {
 		return err
@@ -259,7 +321,7 @@ func (a *app) dlqRedrive(ctx context.Context, qs []deadQueue, validOnly bool) er
 		if err != nil {
 			return err
 		}
-		moved, kept, err := redrive(ctx, q, dq, url, srcURL, bound, validOnly)
+		moved, kept, err := redrive(ctx, q, dq, url, srcURL, bound, o)
 		line := fmt.Sprintf("%s -> %s: moved %d", name, srcName, moved)
 		if kept > 0 {
 			line += fmt.Sprintf(", left %d that can never apply (see sessionctl dlq list)", kept)
@@ -272,9 +334,12 @@ func (a *app) dlqRedrive(ctx context.Context, qs []deadQueue, validOnly bool) er
 	return nil
 }
 
-// redrive moves at most bound messages from a DLQ to its source queue.
-func redrive(ctx context.Context, q *sqs.Client, dq deadQueue, dlqURL, srcURL string, bound int, validOnly bool) (moved, kept int, err error) {
-	var keep []types.Message // hidden while we work, released at the end
+// redrive moves at most bound messages from a DLQ to its source queue, none twice: a
+// message it moved that a function dead-letters again meanwhile (it names the id it had
+// on the source queue) is left for the next run.
+func redrive(ctx context.Context, q *sqs.Client, dq deadQueue, dlqURL, srcURL string, bound int, o redriveOptions) (moved, kept int, err error) {
+	sentIDs := map[string]bool{} // ids on the source queue of the messages this run moved
+	var keep []types.Message     // hidden while we work, released at the end
 	defer func() {
 		for i := 0; i < len(keep); i += 10 {
 			var entries []types.ChangeMessageVisibilityBatchRequestEntry
@@ -298,7 +363,7 @@ func redrive(ctx context.Context, q *sqs.Client, dq deadQueue, dlqURL, srcURL st
 		}
 		var send []types.Message
 		for _, m := range out.Messages {
-			if validOnly && dq.decode([]byte(aws.ToString(m.Body))) != nil {
+			if o.leave(dq, m) || sentIDs[attr(m, events.DeadLetterMessageID)] {
 				keep = append(keep, m)
 				continue
 			}
@@ -309,7 +374,7 @@ func redrive(ctx context.Context, q *sqs.Client, dq deadQueue, dlqURL, srcURL st
 		}
 		entries := make([]types.SendMessageBatchRequestEntry, len(send))
 		for i, m := range send {
-			entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: m.Body, MessageAttributes: m.MessageAttributes}
+			entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: m.Body, MessageAttributes: redriven(m)}
 		}
 		sent, err := q.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(srcURL), Entries: entries})
 		if err != nil {
@@ -318,6 +383,7 @@ func redrive(ctx context.Context, q *sqs.Client, dq deadQueue, dlqURL, srcURL st
 		var del []types.DeleteMessageBatchRequestEntry
 		for _, ok := range sent.Successful {
 			i, _ := strconv.Atoi(aws.ToString(ok.Id))
+			sentIDs[aws.ToString(ok.MessageId)] = true
 			del = append(del, types.DeleteMessageBatchRequestEntry{Id: ok.Id, ReceiptHandle: send[i].ReceiptHandle})
 		}
 		if len(del) > 0 {
@@ -333,4 +399,18 @@ func redrive(ctx context.Context, q *sqs.Client, dq deadQueue, dlqURL, srcURL st
 		}
 	}
 	return moved, len(keep), nil
+}
+
+// redriven are the attributes m goes back to its source queue with: its own, without the
+// reason a function added, and the redrive count raised by one.
+func redriven(m types.Message) map[string]types.MessageAttributeValue {
+	attrs := map[string]types.MessageAttributeValue{}
+	for k, v := range m.MessageAttributes {
+		if !strings.HasPrefix(k, events.DeadLetterPrefix) {
+			attrs[k] = v
+		}
+	}
+	n, _ := strconv.Atoi(attr(m, events.Redrives))
+	attrs[events.Redrives] = types.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(n + 1))}
+	return attrs
 }

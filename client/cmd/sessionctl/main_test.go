@@ -221,6 +221,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{args: []string{"help"}, code: 0, stdout: "clear-store", noConfig: true},
 		{args: []string{"help", "get"}, code: 0, stdout: "--values", noConfig: true},
 		{args: []string{"help", "dlq", "redrive"}, code: 0, stdout: "--valid-only", noConfig: true},
+		{args: []string{"help", "dlq", "redrive"}, code: 0, stdout: "--poison", noConfig: true},
 		{args: []string{"get", "-h"}, code: 0, stdout: "Usage: sessionctl get", noConfig: true},
 		{args: []string{"bogus"}, code: 2, stderr: `unknown command "bogus"`},
 		{args: []string{"get"}, code: 2, stderr: "want one session ID"},
@@ -547,9 +548,11 @@ func TestStats(t *testing.T) {
 	})
 }
 
-// TestDLQ: a poison message is listed with its reason and age, a valid one that failed to
-// apply is listed as such; redrive --valid-only moves the valid one back, which then
-// applies; redrive moves the poison one back, where it fails again.
+// TestDLQ: a poison message is dead-lettered at its first receive and listed with the
+// function's reason, a valid one that failed to apply is listed as such; redrive
+// --valid-only and redrive move the valid one back, which then applies, and leave the
+// poison; redrive --poison moves it back, where it is dead-lettered again at its first
+// receive, once, and listed as redriven.
 func TestDLQ(t *testing.T) {
 	ctx := context.Background()
 	bus, q := sns.NewFromConfig(theSite.AWS), sqs.NewFromConfig(theSite.AWS)
@@ -564,7 +567,7 @@ func TestDLQ(t *testing.T) {
 		b, _ := strconv.Atoi(out.Attributes["ApproximateNumberOfMessagesNotVisible"])
 		return a + b
 	}
-	// Poison on both topics: they reach the DLQs after maxReceiveCount (5 × 2 s).
+	// Poison on both topics: the functions dead-letter them at their first receive.
 	for topic, body := range map[string]string{topology.TopicOps: `{"v":1,"op":"create","cluster":`, topology.TopicQuery: `{"v":1,"cluster":"default"}`} {
 		if _, err := bus.Publish(ctx, &sns.PublishInput{TopicArn: aws.String(theSite.Outputs.TopicARNs[topic]), Message: aws.String(body)}); err != nil {
 			t.Fatal(err)
@@ -621,15 +624,28 @@ func TestDLQ(t *testing.T) {
 		v, _ := s.Get("k")
 		return string(v) == value, "wrong value"
 	})
+	// What a function dead-lettered as never applying stays, unless asked for.
 	r = ctl(t, "dlq", "redrive")
-	expect(t, r, 0, "sessionha-local-ops-dlq -> sessionha-local-ops: moved 1", "sessionha-local-query-dlq -> sessionha-local-query: moved 1")
-	if o, qu := depthOf(opsDLQ), depthOf(queryDLQ); o != 0 || qu != 0 {
-		t.Fatalf("after redrive: ops DLQ %d, query DLQ %d; want both empty", o, qu)
+	expect(t, r, 0, "sessionha-local-ops-dlq -> sessionha-local-ops: moved 0, left 1 that can never apply",
+		"sessionha-local-query-dlq -> sessionha-local-query: moved 0, left 1 that can never apply")
+	if r := ctl(t, "dlq", "redrive", "--poison", "--valid-only"); r.code != 2 || !strings.Contains(r.stderr, "contradict") {
+		t.Errorf("--poison with --valid-only: want a usage error, got:\n%s", r)
 	}
-	eventually(t, "the redriven poison fails again, and is back in the DLQs", func() (bool, string) {
+	r = ctl(t, "dlq", "redrive", "--poison")
+	expect(t, r, 0, "sessionha-local-ops-dlq -> sessionha-local-ops: moved 1", "sessionha-local-query-dlq -> sessionha-local-query: moved 1")
+	eventually(t, "the redriven poison is dead-lettered again, at its first receive", func() (bool, string) {
 		o, qu := depthOf(opsDLQ), depthOf(queryDLQ)
 		rejected := theSite.Metrics.Snapshot().Functions["sessionop"]["Rejected"]
-		return o == 1 && qu == 1 && rejected >= before+5, fmt.Sprintf("ops DLQ %d, query DLQ %d, %v more rejections", o, qu, rejected-before)
+		return o == 1 && qu == 1 && rejected >= before+1, fmt.Sprintf("ops DLQ %d, query DLQ %d, %v more rejections", o, qu, rejected-before)
 	})
+	r = ctl(t, "dlq", "list")
+	expect(t, r, 0, "malformed: malformed session op", "(redriven 1×)", "2 dead messages")
+	if !regexp.MustCompile(`sessionha-local-ops-dlq\s+\S+\s+\d+s\s+1\s+31\s+malformed: .*\(redriven 1×\)`).MatchString(r.stdout) {
+		t.Errorf("the redriven poison op is not listed as dead-lettered at its first receive, redriven once:\n%s", r)
+	}
+	// It stays put: nothing circles on its own.
+	if after := theSite.Metrics.Snapshot().Functions["sessionop"]["Rejected"]; after != before+1 {
+		t.Errorf("the redriven poison op was rejected %v times, want once", after-before)
+	}
 	expect(t, ctl(t, "dlq", "redrive", "--valid-only"), 0, "moved 0, left 1")
 }
