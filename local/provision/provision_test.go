@@ -95,8 +95,8 @@ func TestApplyIsIdempotent(t *testing.T) {
 	if err := json.Unmarshal([]byte(attrs.Attributes["RedrivePolicy"]), &redrive); err != nil {
 		t.Fatalf("redrive policy %q: %v", attrs.Attributes["RedrivePolicy"], err)
 	}
-	if redrive.DeadLetterTargetArn != first.QueueARNs[topology.QueueOpsDLQ] || fmt.Sprint(redrive.MaxReceiveCount) != "5" {
-		t.Errorf("ops queue redrive %+v, want the ops DLQ after 5 receives", redrive)
+	if redrive.DeadLetterTargetArn != first.QueueARNs[topology.QueueOpsDLQ] || fmt.Sprint(redrive.MaxReceiveCount) != "20" {
+		t.Errorf("ops queue redrive %+v, want the ops DLQ after 20 receives (the default)", redrive)
 	}
 	if attrs.Attributes["VisibilityTimeout"] != "60" {
 		t.Errorf("visibility timeout %s, want 60 (6 × the 10 s function timeout)", attrs.Attributes["VisibilityTimeout"])

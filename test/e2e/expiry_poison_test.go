@@ -16,6 +16,7 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/infra/topology"
@@ -69,33 +70,18 @@ func TestIdleSessionNotReturned(t *testing.T) {
 	}
 }
 
-// TestPoisonMessages: a malformed message and an oversized one, published straight to the
-// ops topic between valid ones, fail alone: the valid ones are applied, the bad ones reach
-// the DLQ after maxReceiveCount, and each failure is logged with its reason.
+// TestPoisonMessages: every kind of message that can never apply, published straight to the
+// ops topic between valid ones, fails alone and reaches the DLQ at its first receive, with
+// its reason as message attributes (never a session id): the valid ones are applied, and
+// each rejection is logged once, with its kind and reason.
 func TestPoisonMessages(t *testing.T) {
 	ctx := context.Background()
 	bus := sns.NewFromConfig(theSite.AWS)
 	topic := theSite.Outputs.TopicARNs[topology.TopicOps]
-	validOp := func() (string, string) {
-		var b [32]byte
-		_, _ = rand.Read(b[:])
-		id := base64.RawURLEncoding.EncodeToString(b[:])
-		now := time.Now().UnixMilli()
-		body, err := events.EncodeSessionOp(&events.SessionOp{
-			V: events.SchemaVersion, Op: events.OpCreate, Cluster: "default", ID: events.HashID(id),
-			Version: fmt.Sprintf("%016x", uint64(now)<<16), Writer: "poison-test", Site: "local", At: now,
-			Session: &events.Session{Principal: "carol", Created: now, LastAccess: now, MaxIdle: 600, MaxLife: 3600,
-				Attrs: map[string][]byte{"k": []byte("v")}},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id, string(body)
-	}
-	id1, ok1 := validOp()
-	id2, ok2 := validOp()
-	_, tmpl := validOp()
-	// Every kind of message that can never apply, each with the kind the function logs.
+	id1, ok1 := validOp(t, "poison-test")
+	id2, ok2 := validOp(t, "poison-test")
+	tmplID, tmpl := validOp(t, "poison-test")
+	// Every kind of message that can never apply, each with the kind the function gives it.
 	poison := map[string]struct{ body, kind string }{
 		"malformed JSON":        {`{"v":1,"op":"create","cluster":`, "malformed"},
 		"unknown version":       {strings.Replace(tmpl, `"v":1`, `"v":2`, 1), "schema-version"},
@@ -107,6 +93,7 @@ func TestPoisonMessages(t *testing.T) {
 		"not an object":         {`["create"]`, "malformed"},
 		"wrong type of a field": {strings.Replace(tmpl, `"at":`, `"at":"soon","x":`, 1), "malformed"},
 	}
+	logStart := len(fnLog.String())
 	bodies := []string{ok1}
 	for _, p := range poison {
 		bodies = append(bodies, p.body)
@@ -125,38 +112,85 @@ func TestPoisonMessages(t *testing.T) {
 
 	q := sqs.NewFromConfig(theSite.AWS)
 	dlq := theSite.Outputs.QueueURLs[topology.QueueOpsDLQ]
-	dead := map[string]bool{}
-	eventually(t, "both poison messages reach the ops DLQ", func() (bool, string) {
-		out, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(dlq), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 600})
+	dead := map[string]sqstypes.Message{} // by body
+	eventually(t, "every poison message reaches the ops DLQ", func() (bool, string) {
+		out, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(dlq), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+			VisibilityTimeout: 600, MessageAttributeNames: []string{"All"}})
 		if err != nil {
 			return false, err.Error()
 		}
 		for _, m := range out.Messages {
-			dead[aws.ToString(m.Body)] = true
+			dead[aws.ToString(m.Body)] = m
 		}
 		missing := 0
 		for _, p := range poison {
-			if !dead[p.body] {
+			if _, ok := dead[p.body]; !ok {
 				missing++
 			}
 		}
 		return missing == 0, fmt.Sprintf("%d dead messages so far, %d poison ones missing", len(dead), missing)
 	})
-	if dead[ok1] || dead[ok2] {
-		t.Error("a valid message reached the DLQ")
+	for _, ok := range []string{ok1, ok2} {
+		if _, found := dead[ok]; found {
+			t.Error("a valid message reached the DLQ")
+		}
 	}
 
-	// Each failure is logged with its reason, and no log line carries a session id.
-	kinds := map[string]string{} // kind -> a reason
-	for _, line := range strings.Split(fnLog.String(), "\n") {
-		var l struct{ Msg, Kind, Reason string }
-		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "record rejected" && l.Reason != "" {
-			kinds[l.Kind] = l.Reason
+	// Each dead message says why, where from, and after how many receives: one.
+	attr := func(m sqstypes.Message, name string) string {
+		return aws.ToString(m.MessageAttributes[name].StringValue)
+	}
+	origIDs := map[string]string{} // original message id -> poison name
+	for name, p := range poison {
+		m := dead[p.body]
+		if got := attr(m, "sessionha.dlq.kind"); got != p.kind {
+			t.Errorf("%s: dead-lettered with kind %q, want %q", name, got, p.kind)
 		}
-		for _, id := range []string{id1, id2} {
+		if attr(m, "sessionha.dlq.reason") == "" {
+			t.Errorf("%s: dead-lettered without a reason", name)
+		}
+		if got := attr(m, "sessionha.dlq.function"); got != topology.FunctionSessionOp {
+			t.Errorf("%s: function %q", name, got)
+		}
+		if got, want := attr(m, "sessionha.dlq.source-queue"), theSite.Outputs.QueueARNs[topology.QueueOps]; got != want {
+			t.Errorf("%s: source queue %q, want %q", name, got, want)
+		}
+		if got := attr(m, "sessionha.dlq.receive-count"); got != "1" {
+			t.Errorf("%s: dead-lettered after %q receives, want 1", name, got)
+		}
+		orig := attr(m, "sessionha.dlq.message-id")
+		if orig == "" || orig == aws.ToString(m.MessageId) {
+			t.Errorf("%s: original message id %q (the dead message's own is %s)", name, orig, aws.ToString(m.MessageId))
+		}
+		origIDs[orig] = name
+		for k, v := range m.MessageAttributes {
+			if s := aws.ToString(v.StringValue); strings.Contains(s, events.HashID(tmplID)) || strings.Contains(s, tmplID) {
+				t.Errorf("%s: attribute %s carries a session id", name, k)
+			}
+		}
+	}
+
+	// Each was received once: one rejection logged per poison message, with its kind
+	// and reason; and no log line carries a session id.
+	rejections := map[string]int{} // original message id -> lines
+	kinds := map[string]string{}   // kind -> a reason
+	for _, line := range strings.Split(fnLog.String()[logStart:], "\n") {
+		var l struct{ Msg, Kind, Reason, MessageID string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "record rejected" {
+			rejections[l.MessageID]++
+			if l.Reason != "" {
+				kinds[l.Kind] = l.Reason
+			}
+		}
+		for _, id := range []string{id1, id2, tmplID} {
 			if strings.Contains(line, id) {
 				t.Errorf("a function log line carries a session id: %s", line)
 			}
+		}
+	}
+	for orig, name := range origIDs {
+		if rejections[orig] != 1 {
+			t.Errorf("%s: rejected %d times, want once (dead-lettered at the first receive)", name, rejections[orig])
 		}
 	}
 	for name, p := range poison {
@@ -164,19 +198,23 @@ func TestPoisonMessages(t *testing.T) {
 			t.Errorf("%s: no rejection of kind %q logged with a reason (logged: %q)", name, p.kind, kinds)
 		}
 	}
-	// And counted: the functions' EMF metric lines add up to at least one rejection per
-	// poison message per receive (maxReceiveCount 5).
-	var rejected int
-	for _, line := range strings.Split(fnLog.String(), "\n") {
-		var m struct {
-			Rejected int
-			AWS      json.RawMessage `json:"_aws"`
-		}
-		if json.Unmarshal([]byte(line), &m) == nil && m.AWS != nil {
-			rejected += m.Rejected
-		}
+}
+
+// validOp returns a new session id and a create op for it.
+func validOp(t *testing.T, writer string) (string, string) {
+	t.Helper()
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	id := base64.RawURLEncoding.EncodeToString(b[:])
+	now := time.Now().UnixMilli()
+	body, err := events.EncodeSessionOp(&events.SessionOp{
+		V: events.SchemaVersion, Op: events.OpCreate, Cluster: "default", ID: events.HashID(id),
+		Version: fmt.Sprintf("%016x", uint64(now)<<16), Writer: writer, Site: "local", At: now,
+		Session: &events.Session{Principal: "carol", Created: now, LastAccess: now, MaxIdle: 600, MaxLife: 3600,
+			Attrs: map[string][]byte{"k": []byte("v")}},
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if rejected < 5*len(poison) {
-		t.Errorf("metrics count %d rejections; want at least %d (5 receives of %d poison messages)", rejected, 5*len(poison), len(poison))
-	}
+	return id, string(body)
 }
