@@ -369,7 +369,7 @@ func (s *site) alarms() {
 		case isDLQ[q.ID]:
 			awscloudwatch.NewAlarm(s.stack, jsii.String("Alarm"+camel(q.ID)+"Depth"), &awscloudwatch.AlarmProps{
 				AlarmName:          jsii.String(q.Name + "-depth"),
-				AlarmDescription:   jsii.String("Messages in the dead-letter queue " + q.Name + ": operations that could not apply (see the function's log for the reason)."),
+				AlarmDescription:   jsii.String("Messages in the dead-letter queue " + q.Name + ": messages that can never apply, or that failed on every receive of the retry schedule (sessionctl dlq list shows each one's reason)."),
 				Metric:             queue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: minute, Statistic: jsii.String("Maximum")}),
 				Threshold:          jsii.Number(1),
 				EvaluationPeriods:  jsii.Number(1),

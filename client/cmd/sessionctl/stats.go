@@ -71,7 +71,8 @@ type totals struct {
 func fromFunctions(f map[string]map[string]float64) totals {
 	op, q := f["sessionop"], f["sessionquery"]
 	return totals{
-		requests: op["Applied"] + op["Unchanged"] + op["Rejected"] + op["Failed"] + q["Queries"] + q["Rejected"],
+		// A query dropped because its client stopped waiting was a request too.
+		requests: op["Applied"] + op["Unchanged"] + op["Rejected"] + op["Failed"] + q["Queries"] + q["Rejected"] + q["Expired"],
 		reads:    q["Queries"],
 		writes:   op["Applied"],
 		deletes:  op["Destroyed"],
@@ -132,7 +133,7 @@ type cloudWatchSource struct {
 
 var functionMetrics = map[string][]string{
 	"sessionop":    {"Applied", "Unchanged", "Rejected", "Failed", "Destroyed"},
-	"sessionquery": {"Queries", "Rejected", "Failed"},
+	"sessionquery": {"Queries", "Rejected", "Failed", "Expired"},
 }
 
 func (c *cloudWatchSource) read(ctx context.Context) (totals, error) {
