@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -33,7 +34,7 @@ func TestTableOutage(t *testing.T) {
 	if err := theSite.Stack.StopDynamoDB(region); err != nil {
 		t.Fatal(err)
 	}
-	down := true
+	down, stopped := true, time.Now()
 	t.Cleanup(func() {
 		if down {
 			_ = theSite.Stack.StartDynamoDB(region)
@@ -65,6 +66,7 @@ func TestTableOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	down = false
+	t.Logf("the table was down for %s; receives failed per op: %v", time.Since(stopped).Round(time.Millisecond), receivesFailed(fnLog.String()[logStart:]))
 
 	for id := range ids {
 		eventually(t, "an op published during the outage is applied once the table is back", func() (bool, string) {
