@@ -255,6 +255,8 @@ func (s *Site) stopFunctions() {
 // BuildFunctions builds the bootstrap of each function (folders under functions/) for
 // this machine, as Lambda's provided.al2023 runtime would run them (static, no RPC), and
 // returns their paths by ID. Go's build cache makes a rebuild of unchanged code quick.
+// The commit is stamped in each (-buildvcs=auto, whatever GOFLAGS says) when moduleRoot
+// is a git checkout, so that the functions' first log line names it.
 func BuildFunctions(ctx context.Context, moduleRoot, outDir string, ids ...string) (map[string]string, error) {
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goBin); err != nil {
@@ -265,7 +267,7 @@ func BuildFunctions(ctx context.Context, moduleRoot, outDir string, ids ...strin
 	paths := map[string]string{}
 	for _, id := range ids {
 		out := filepath.Join(outDir, id, "bootstrap")
-		cmd := exec.CommandContext(ctx, goBin, "build", "-tags", "lambda.norpc", "-trimpath", "-o", out, "./functions/"+id)
+		cmd := exec.CommandContext(ctx, goBin, "build", "-buildvcs=auto", "-tags", "lambda.norpc", "-trimpath", "-o", out, "./functions/"+id)
 		cmd.Dir = moduleRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if msg, err := cmd.CombinedOutput(); err != nil {

@@ -74,7 +74,7 @@ type command struct {
 var commands []*command // filled by init functions of the command files
 
 // helpOrder is the order of the commands in the usage.
-var helpOrder = []string{"create-store", "clear-store", "stats", "get", "destroy", "list", "revoke", "dlq list", "dlq redrive"}
+var helpOrder = []string{"create-store", "clear-store", "stats", "get", "destroy", "list", "revoke", "dlq list", "dlq redrive", "version"}
 
 func findCommand(name string) *command {
 	for _, c := range commands {
