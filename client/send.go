@@ -485,6 +485,7 @@ func (s *Store) recoverBus(ctx context.Context) bool {
 	}
 	s.mode.Store(int32(ModeFailover))
 	degradedFor := time.Since(s.degradedAt)
+	s.stats.degraded.Add(int64(degradedFor))
 	s.mu.Unlock()
 	s.stats.modeSwitches.Add(1)
 	s.log.Info("session store back in failover mode: the bus answers again",
