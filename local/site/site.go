@@ -84,7 +84,8 @@ type Site struct {
 	// AWS is an SDK configuration that reaches the site through the edge port, in the
 	// site's region.
 	AWS aws.Config
-	// Metrics sums the functions' EMF metric lines, as CloudWatch would on AWS; the edge
+	// Metrics sums the functions' EMF metric lines, as CloudWatch would on AWS, and
+	// carries the region's table request counts (AWS/DynamoDB's metrics there); the edge
 	// serves it at MetricsPath (SESSIONHA_METRICS_URL in Env).
 	Metrics *metrics.Collector
 	// MetricsPath is where the edge serves Metrics: metrics.Path for the primary site
@@ -122,6 +123,7 @@ func (st *Stack) startSite(ctx context.Context, topo topology.Topology, bootstra
 	s := &Site{Topology: topo, Stack: st, Replica: st.Replicas[region], Fauxqs: st.Fauxqs, Edge: st.Edge,
 		Functions: map[string]*lambdarunner.Func{}, AWS: st.awsConfig(region),
 		Metrics: metrics.New("sessionha"), fnEnv: o.FunctionEnv}
+	s.Metrics.CountTables(s.Replica.RequestCounts) // as AWS/DynamoDB's metrics: every reader's requests
 	s.MetricsPath = metrics.Path + "/" + topo.Site.Name
 	if err := st.Edge.Handle(s.MetricsPath, s.Metrics); err != nil {
 		return nil, err
