@@ -29,6 +29,7 @@ func TestClientBuildsWithoutOTel(t *testing.T) {
 		"github.com/sessionha/sessionha/client",
 		"github.com/sessionha/sessionha/client/httpsession",
 		"github.com/sessionha/sessionha/client/scsstore",
+		"github.com/sessionha/sessionha/client/gorillastore",
 	} {
 		for _, d := range deps(t, pkg) {
 			if strings.HasPrefix(d, "go.opentelemetry.io/") {
