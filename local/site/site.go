@@ -267,12 +267,21 @@ func BuildFunctions(ctx context.Context, moduleRoot, outDir string, ids ...strin
 		}
 	}
 	paths := map[string]string{}
-	for _, id := range ids {
-		out := filepath.Join(outDir, id, "bootstrap")
-		cmd := exec.CommandContext(ctx, goBin, "build", "-buildvcs=auto", "-tags", "lambda.norpc", "-trimpath", "-o", out, "./functions/"+id)
+	build := func(id, out, vcs string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, goBin, "build", "-buildvcs="+vcs, "-tags", "lambda.norpc", "-trimpath", "-o", out, "./functions/"+id)
 		cmd.Dir = moduleRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if msg, err := cmd.CombinedOutput(); err != nil {
+		return cmd.CombinedOutput()
+	}
+	for _, id := range ids {
+		out := filepath.Join(outDir, id, "bootstrap")
+		msg, err := build(id, out, "auto")
+		if err != nil && strings.Contains(string(msg), "error obtaining VCS status") {
+			// git is there but refuses the checkout (another owner, say): build without the
+			// commit rather than not at all; the build line then says "unknown".
+			msg, err = build(id, out, "false")
+		}
+		if err != nil {
 			return nil, fmt.Errorf("build function %s: %v\n%s", id, err, msg)
 		}
 		paths[id] = out
