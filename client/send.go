@@ -572,6 +572,7 @@ func (s *Store) finalFlush() error {
 	} else if _, err := s.flush(ctx, false); err != nil {
 		s.log.Warn("flush at Close failed", "reason", err.Error())
 	}
+	s.stopDegradedClock()
 	s.mu.Lock()
 	n := len(s.cache.pending) + len(s.destroys)
 	keep := s.keepPendingLocked()

@@ -363,3 +363,35 @@ func TestDegraded(t *testing.T) {
 		t.Errorf("Stats.Degraded %v s is less than what was exported before it (%v s)", d, total)
 	}
 }
+
+// TestDegradedClosed: a store closed while degraded stops counting degraded time: it
+// serves nobody any more, whatever its mode.
+func TestDegradedClosed(t *testing.T) {
+	store, err := client.Open(ctx, client.Config{
+		Table: theSite.Outputs.Table, OpsTopicARN: theSite.Outputs.TopicARNs[topology.TopicOps],
+		InstanceID: "otel-ha-closed", AWS: &theSite.AWS, Logger: slog.New(slog.DiscardHandler), JournalDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { theSite.Edge.SetFault("sns", edge.FaultNone) })
+	r, mp := reader(t)
+	if _, err := otelmetrics.Register(store, mp); err != nil {
+		t.Fatal(err)
+	}
+	theSite.Edge.SetFault("sns", edge.FaultRefuse)
+	if _, err := store.Create(ctx, client.NewSession{Principal: "cleo"}); err != nil {
+		t.Fatalf("Create while the bus is cut: %v", err)
+	}
+	if m := store.Mode(); m != client.ModeDegraded {
+		t.Fatalf("mode %s after a failed publish", m)
+	}
+	_ = store.Close() // the bus is still cut: what is unsent stays journaled
+	first := collect(t, r).value(t, "sessionha.client.degraded.time")
+	if first <= 0 {
+		t.Fatalf("degraded time %v s at Close, want more than 0", first)
+	}
+	if again := collect(t, r).value(t, "sessionha.client.degraded.time"); again != first {
+		t.Errorf("a closed store's degraded time grew: %v s, then %v s", first, again)
+	}
+}
