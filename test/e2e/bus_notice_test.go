@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sessionha/sessionha/client"
 	"github.com/sessionha/sessionha/infra/topology"
@@ -173,6 +175,16 @@ func TestBusInstanceQueueLifecycle(t *testing.T) {
 	if tg["sessionha:site"] != "local" || tg["sessionha:instance"] != name || err != nil || time.Since(seen) > time.Minute {
 		t.Fatalf("tags of an open instance's queue: %v, want its site, its id and a last-seen time of now", tg)
 	}
+	u, err := q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(queue)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: u.QueueUrl,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInstanceQueuePolicy(t, a.Attributes)
 	crashed.kill()
 	for i, how := range []string{"after a crash", "after a clean Close"} {
 		again := openHA(t, name, busReader) // the instance restarted with its id
@@ -258,6 +270,43 @@ func TestLogoutEverywhere(t *testing.T) {
 	})
 	if got := otherSite.Stats().Notices; got != 0 {
 		t.Errorf("an instance of another site with scope site took %d notices of this site", got)
+	}
+}
+
+// checkInstanceQueuePolicy checks an instance queue's attributes: a short retention, and
+// a policy that lets only the site's topics deliver and refuses every request not made
+// over TLS.
+func checkInstanceQueuePolicy(t *testing.T, attrs map[string]string) {
+	t.Helper()
+	arn := attrs["QueueArn"]
+	var doc struct {
+		Statement []struct {
+			Effect    string
+			Principal any
+			Action    any
+			Resource  string
+			Condition map[string]map[string]any
+		}
+	}
+	if err := json.Unmarshal([]byte(attrs["Policy"]), &doc); err != nil {
+		t.Fatalf("the instance queue's policy %q: %v", attrs["Policy"], err)
+	}
+	tls, deliver := false, false
+	for _, st := range doc.Statement {
+		switch {
+		case st.Effect == "Deny" && fmt.Sprint(st.Action) == "sqs:*" && st.Resource == arn && fmt.Sprint(st.Condition["Bool"]["aws:SecureTransport"]) == "false":
+			tls = true
+		case st.Effect == "Allow" && fmt.Sprint(st.Action) == "sqs:SendMessage" && st.Resource == arn && st.Condition["ArnEquals"]["aws:SourceArn"] != nil:
+			deliver = true
+		default:
+			t.Errorf("the instance queue's policy has an unexpected statement: %+v", st)
+		}
+	}
+	if !tls || !deliver {
+		t.Errorf("the instance queue's policy %s: want a TLS-only Deny and the topics' delivery on %s", attrs["Policy"], arn)
+	}
+	if attrs["MessageRetentionPeriod"] != "300" {
+		t.Errorf("the instance queue keeps messages for %ss, want 300", attrs["MessageRetentionPeriod"])
 	}
 }
 
