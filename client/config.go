@@ -149,6 +149,10 @@ type Config struct {
 	// Logger receives mode switches and failures, never a session id (no variable).
 	// Default slog.Default().
 	Logger *slog.Logger
+
+	// generatedID says that InstanceID was made up by withDefaults: no later process
+	// will have it, so nothing of this instance needs to outlive it.
+	generatedID bool
 }
 
 // envVars maps each variable to the field it sets.
@@ -239,7 +243,7 @@ func (c Config) withDefaults() Config {
 		c.Cluster = "default"
 	}
 	if c.InstanceID == "" {
-		c.InstanceID = defaultInstanceID()
+		c.InstanceID, c.generatedID = defaultInstanceID(), true
 	}
 	if c.Persistence == "" {
 		c.Persistence = PersistenceHA

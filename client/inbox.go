@@ -44,7 +44,9 @@ import (
 //   - Close removes nothing: the queue and its subscriptions stay, so that a restart,
 //     after a crash or a clean stop alike, finds them as they were and misses nothing
 //     sent meanwhile. (Unsubscribing at Close would only save the fan-out of a few
-//     notices to a queue that the sweep deletes anyway.)
+//     notices to a queue that the sweep deletes anyway.) The exception is an instance
+//     whose id Open made up (InstanceID unset): no later process has its id, so its
+//     Close removes its queue and subscriptions.
 //   - The queue carries tags: its site, its instance id, and when the instance was last
 //     seen alive (tagLastSeen), refreshed every aliveEvery while it is open. A queue
 //     not seen alive for OrphanQueueAge is an orphan, its instance gone for good: live
@@ -629,11 +631,33 @@ func (b *inbox) wait(id string) (<-chan *events.Reply, func()) {
 }
 
 // close stops receiving, marking alive and sweeping. The queue and its subscriptions
-// stay for the next Open of this instance id, or for a sweep once it is gone for good.
+// stay for the next Open of this instance id, or for a sweep once it is gone for good;
+// but when the id was made up at Open (InstanceID unset), no later process will have it,
+// so the queue goes now, with its subscriptions, rather than wait for a sweep.
 func (b *inbox) close() {
 	if b.stop != nil {
 		b.stop()
 		b.done.Wait()
+	}
+	if !b.s.cfg.generatedID {
+		return
+	}
+	b.st.Lock()
+	url, arn := b.url, b.arn
+	b.st.Unlock()
+	if url == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, topic := range b.topics {
+		if _, err := unsubscribeQueue(ctx, b.sn, topic, arn); err != nil {
+			b.s.log.Warn("could not remove the subscriptions of this instance's queue (its id was made up, so no successor uses it); a sweep removes them", "queue", b.name, "reason", err.Error())
+			return
+		}
+	}
+	if _, err := b.q.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {
+		b.s.log.Warn("could not delete this instance's queue (its id was made up, so no successor uses it); a sweep deletes it", "queue", b.name, "reason", err.Error())
 	}
 }
 

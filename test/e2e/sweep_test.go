@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -244,5 +245,54 @@ func TestOpenWhileQueueNameBlocked(t *testing.T) {
 	// ErrUnavailable, not ErrTimeout: it did not wait MaxWait for a reply that could not come.
 	if _, err = b.Load(ctx, other.ID()); !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("bus read with no queue yet: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestGeneratedInstanceIDLeavesNoQueue: an instance whose id Open made up (no
+// SESSIONHA_INSTANCE_ID) will never be started again under it, so its clean Close removes
+// its queue and subscriptions rather than leave them for a sweep.
+func TestGeneratedInstanceIDLeavesNoQueue(t *testing.T) {
+	ctx := context.Background()
+	q := sqs.NewFromConfig(theSite.AWS)
+	list := func() map[string]bool {
+		out, err := q.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: aws.String(client.InstanceQueuePrefix("local")), MaxResults: aws.Int32(1000)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]bool{}
+		for _, u := range out.QueueUrls {
+			names[u[strings.LastIndexByte(u, '/')+1:]] = true
+		}
+		return names
+	}
+	before := list()
+	s := openHA(t, "", nil) // the id is made up
+	var mine []string
+	for name := range list() {
+		if !before[name] {
+			mine = append(mine, name)
+		}
+	}
+	if len(mine) != 1 {
+		t.Fatalf("queues made by the Open: %v, want one", mine)
+	}
+	u, err := q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(mine[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: u.QueueUrl,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := a.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
+	if n := subscriptionsTo(t, arn); n != 1 {
+		t.Fatalf("%d subscriptions to the queue, want the notice topic's", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if queueExists(t, mine[0]) || subscriptionsTo(t, arn) != 0 {
+		t.Fatalf("the queue of a made-up instance id, or its subscription, is left after Close")
 	}
 }
