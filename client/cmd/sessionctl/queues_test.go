@@ -137,3 +137,25 @@ func TestSweepQueues(t *testing.T) {
 	r = ctl(t, "sweep-queues", "--older-than", "30m", "--yes")
 	expect(t, r, 0, "deleted 0 queues")
 }
+
+// TestDestroyLeavesNoQueue: destroy publishes a notice through a store with notices, which
+// makes a queue at Open; with an instance id the client made up, Close removes it, so
+// that runs of sessionctl leave no queue behind for the sweep.
+func TestDestroyLeavesNoQueue(t *testing.T) {
+	ctx := context.Background()
+	q := sqs.NewFromConfig(theSite.AWS)
+	count := func() int {
+		out, err := q.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: aws.String(client.InstanceQueuePrefix("local")), MaxResults: aws.Int32(1000)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(out.QueueUrls)
+	}
+	a, b := openStore(t, "ctl-noq-a", ""), openStore(t, "ctl-noq-b", "")
+	id := create(t, a, b, "hugo", nil)
+	before := count()
+	expect(t, ctl(t, "destroy", id), 0, "session destroyed")
+	if after := count(); after != before {
+		t.Fatalf("%d instance queues after sessionctl destroy, %d before: it left its queue", after, before)
+	}
+}
