@@ -143,6 +143,7 @@ type setupError struct {
 	step string
 	err  error
 	kind setupKind
+	sns  bool // the step was a call to SNS: unreachable, it means publishing fails too
 }
 
 func (e *setupError) Error() string { return e.step + ": " + e.err.Error() }
@@ -178,7 +179,10 @@ func (s *Store) openInbox(ctx context.Context, q queueAPI, sn subscriber) (*inbo
 	}
 	if err := b.ensure(ctx); err != nil {
 		var se *setupError
-		if errors.As(err, &se) && se.kind == setupRefused {
+		switch {
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("client: open: %w (making this instance's queue)", ctx.Err())
+		case errors.As(err, &se) && se.kind == setupRefused:
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		s.log.Warn("this instance's queue is not ready; making it in the background (bus reads fail until it is)", "queue", b.name, "reason", err.Error())
@@ -347,15 +351,22 @@ func (b *inbox) subscribe(ctx context.Context, topic, queueARN string) *setupErr
 	if subscriptionConflict(err) {
 		n, uerr := unsubscribeQueue(ctx, b.sn, topic, queueARN)
 		if uerr != nil {
-			return failed("replace the subscription of this instance's queue "+b.name, uerr)
+			return snsFailed("replace the subscription of this instance's queue "+b.name, uerr)
 		}
 		b.s.log.Info("replaced the subscriptions of this instance's queue, which had another filter", "queue", b.name, "replaced", n)
 		_, err = b.sn.Subscribe(ctx, in)
 	}
 	if err != nil {
-		return failed("subscribe this instance's queue "+b.name, err)
+		return snsFailed("subscribe this instance's queue "+b.name, err)
 	}
 	return nil
+}
+
+// snsFailed classifies an SNS error of one setup step.
+func snsFailed(step string, err error) *setupError {
+	e := failed(step, err)
+	e.sns = true
+	return e
 }
 
 // subscriptionConflict reports whether Subscribe failed because a subscription of the
@@ -402,22 +413,24 @@ func queueGone(err error) bool {
 }
 
 // resubscribe finishes the inbox when the store recovers from degraded mode. It fails
-// only if the bus is still out of reach: an inbox held up by SQS's rules, or refused,
-// does not keep the store degraded (publishing works), and is finished in the background.
+// only if SNS is still out of reach, which publishing needs too: an inbox held up by SQS
+// (out of reach, or its rules) or refused does not keep the store degraded, since
+// publishing works, and is finished in the background.
 func (b *inbox) resubscribe(ctx context.Context) error {
 	err := b.ensure(ctx)
 	var se *setupError
-	if errors.As(err, &se) && se.kind == setupUnreachable {
+	if errors.As(err, &se) && se.kind == setupUnreachable && se.sns {
 		return err
 	}
 	return nil
 }
 
-// busDown reports whether the inbox is unfinished because the bus is out of reach.
+// busDown reports whether the inbox is unfinished because SNS is out of reach: then
+// publishing fails too, and the store starts degraded.
 func (b *inbox) busDown() bool {
 	b.st.Lock()
 	defer b.st.Unlock()
-	return b.problem != nil && b.problem.kind == setupUnreachable
+	return b.problem != nil && b.problem.kind == setupUnreachable && b.problem.sns
 }
 
 // ready reports whether the queue exists and every subscription is in place.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sessionha/sessionha/client"
+	"github.com/sessionha/sessionha/local/edge"
 )
 
 // TestRestartUnderAWSRules: an auth server process that reads over the bus and takes
@@ -76,4 +77,38 @@ func TestRestartUnderAWSRules(t *testing.T) {
 			a.stop()
 		})
 	}
+}
+
+// TestOpenWithSQSDown: an instance that takes notices opens while SQS is out of reach (SNS
+// answers): it opens at once in failover mode and publishes; its queue is made in the
+// background once SQS is back, and notices reach it from then on.
+func TestOpenWithSQSDown(t *testing.T) {
+	ctx := context.Background()
+	t.Cleanup(func() { theSite.Edge.SetFault("sqs", edge.FaultNone) })
+	w := openHA(t, "sqsdown-writer-"+randomSuffix(), nil)
+	theSite.Edge.SetFault("sqs", edge.FaultRefuse)
+	a := openHA(t, "sqsdown-"+randomSuffix(), nil)
+	if m := a.Mode(); m != client.ModeFailover {
+		t.Fatalf("mode %s after Open with SQS down, want failover: publishing needs SNS only", m)
+	}
+	s, err := a.Create(ctx, client.NewSession{Principal: "lena"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := a.Mode(); m != client.ModeFailover {
+		t.Fatalf("mode %s after a create with SQS down, want failover", m)
+	}
+	theSite.Edge.SetFault("sqs", edge.FaultNone)
+	eventually(t, "the session reaches the table", func() (bool, string) { return tableItem(t, s.ID()) != nil, "not yet" })
+	// Notices reach the instance once its queue is made: each round logs out a new session.
+	eventually(t, "a notice reaches the instance once SQS is back", func() (bool, string) {
+		if a.Stats().Notices > 0 {
+			return true, ""
+		}
+		other, err := w.Create(ctx, client.NewSession{Principal: "lena"})
+		if err == nil {
+			err = w.Destroy(ctx, other.ID())
+		}
+		return false, fmt.Sprintf("no notice yet (%v)", err)
+	})
 }
