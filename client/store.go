@@ -141,7 +141,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		case replayed > 0:
 			s.startDegraded(replayed)
 		case s.inbox != nil && s.inbox.busDown():
-			s.degrade(errors.New("cannot make this instance's queue: the bus is out of reach"))
+			s.degrade(errors.New("cannot subscribe this instance's queue: SNS is out of reach"))
 		}
 	}
 	loopCtx, stop := context.WithCancel(context.Background())
