@@ -67,6 +67,9 @@ type Options struct {
 	StartTimeout time.Duration
 	// TTLDelay: see StackOptions. Default 1 min.
 	TTLDelay time.Duration
+	// WithoutAWSRules: see StackOptions. Default false: the edge holds SQS's and SNS's
+	// rules, as AWS does.
+	WithoutAWSRules bool
 }
 
 // Site is one running site of a stack: its provisioned topology and its functions.
@@ -108,6 +111,7 @@ func Start(ctx context.Context, o Options) (*Site, error) {
 		Sites: []topology.Site{{Name: o.Name, Region: o.Region, Primary: true, Settings: o.Settings}},
 		Table: o.Table, EdgePort: o.EdgePort, Dir: o.Dir, RunDir: o.RunDir, FunctionOutput: o.FunctionOutput,
 		FunctionEnv: o.FunctionEnv, Logger: o.Logger, StartTimeout: o.StartTimeout, TTLDelay: o.TTLDelay,
+		WithoutAWSRules: o.WithoutAWSRules,
 	})
 	if err != nil {
 		return nil, err
