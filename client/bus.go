@@ -51,6 +51,10 @@ func (s *Store) fly(f *flight, key, hashed string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.MaxWait)
 	defer cancel()
 	s.stats.busQueries.Add(1)
+	if err := s.inbox.readyForReplies(); err != nil {
+		f.err = err // no reply could reach this instance: say so now rather than after MaxWait
+		return
+	}
 	id := requestID()
 	replies, stop := s.inbox.wait(id)
 	defer stop()

@@ -12,18 +12,20 @@ import (
 
 func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 	cases := map[string]string{
-		"SESSIONHA_PERSISTENCE":     "disk",
-		"SESSIONHA_FREQUENCY":       "hourly",
-		"SESSIONHA_SCOPE":           "everything",
-		"SESSIONHA_READ_PATH":       "carrier-pigeon",
-		"SESSIONHA_MAX_WAIT":        "five seconds",
-		"SESSIONHA_CLUSTER":         "no spaces allowed",
-		"SESSIONHA_INSTANCE_ID":     strings.Repeat("x", 65),
-		"SESSIONHA_FLUSH_INTERVAL":  "-1s",
-		"SESSIONHA_PUBLISH_TIMEOUT": "0",
-		"SESSIONHA_MAX_SESSIONS":    "lots",
-		"SESSIONHA_FILE_DIR":        "relative/dir",
-		"SESSIONHA_JOURNAL_DIR":     "journal",
+		"SESSIONHA_PERSISTENCE":        "disk",
+		"SESSIONHA_FREQUENCY":          "hourly",
+		"SESSIONHA_SCOPE":              "everything",
+		"SESSIONHA_READ_PATH":          "carrier-pigeon",
+		"SESSIONHA_MAX_WAIT":           "five seconds",
+		"SESSIONHA_CLUSTER":            "no spaces allowed",
+		"SESSIONHA_INSTANCE_ID":        strings.Repeat("x", 65),
+		"SESSIONHA_FLUSH_INTERVAL":     "-1s",
+		"SESSIONHA_PUBLISH_TIMEOUT":    "0",
+		"SESSIONHA_MAX_SESSIONS":       "lots",
+		"SESSIONHA_FILE_DIR":           "relative/dir",
+		"SESSIONHA_JOURNAL_DIR":        "journal",
+		"SESSIONHA_SWEEP_QUEUES_EVERY": "never",
+		"SESSIONHA_ORPHAN_QUEUE_AGE":   "1m", // below the least
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -49,7 +51,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		"SESSIONHA_PERSISTENCE": "memory", "SESSIONHA_FREQUENCY": "time-based", "SESSIONHA_SCOPE": "modified-session",
 		"SESSIONHA_READ_PATH": "bus", "SESSIONHA_MAX_WAIT": "250ms", "SESSIONHA_FLUSH_INTERVAL": "3s",
 		"SESSIONHA_MAX_SESSIONS": "42", "SESSIONHA_FILE_DIR": "/var/lib/sessions", "SESSIONHA_PUBLISH_TIMEOUT": "750ms",
-		"SESSIONHA_JOURNAL_DIR": "/var/lib/sessionha",
+		"SESSIONHA_JOURNAL_DIR": "/var/lib/sessionha", "SESSIONHA_SWEEP_QUEUES_EVERY": "off", "SESSIONHA_ORPHAN_QUEUE_AGE": "2h",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -62,7 +64,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		QueryTopicARN: "arn:q", ReplyTopicARN: "arn:r", NoticeTopicARN: "arn:n", Persistence: PersistenceMemory,
 		Frequency: FrequencyTimeBased, Scope: ScopeModifiedSession, ReadPath: ReadBus, MaxWait: 250 * time.Millisecond,
 		FlushInterval: 3 * time.Second, MaxSessions: 42, Dir: "/var/lib/sessions", PublishTimeout: 750 * time.Millisecond,
-		JournalDir: "/var/lib/sessionha"}
+		JournalDir: "/var/lib/sessionha", SweepQueuesEvery: -1, OrphanQueueAge: 2 * time.Hour}
 	if c != want {
 		t.Fatalf("got %+v\nwant %+v", c, want)
 	}
@@ -114,6 +116,13 @@ func TestOpenSupportsEveryPersistenceFrequencyAndScope(t *testing.T) {
 	_, err = Open(context.Background(), Config{Table: "t", OpsTopicARN: "arn:x", NoticeScope: NoticeAll, AWS: &aws.Config{Region: "us-east-1"}})
 	if err == nil || !strings.Contains(err.Error(), "SESSIONHA_NOTICE_TOPIC_ARN") {
 		t.Fatalf("notices without their topic: got %v, want an error naming SESSIONHA_NOTICE_TOPIC_ARN", err)
+	}
+	// A queue's name is made of the site: an instance with a queue needs a site that fits.
+	for _, site := range []string{"eu.west", strings.Repeat("s", 33)} {
+		_, err = Open(context.Background(), Config{Site: site, Table: "t", OpsTopicARN: "arn:x", NoticeTopicARN: "arn:n", AWS: &aws.Config{Region: "us-east-1"}})
+		if err == nil || !strings.Contains(err.Error(), "SESSIONHA_SITE") {
+			t.Fatalf("site %q with notices: got %v, want an error naming SESSIONHA_SITE", site, err)
+		}
 	}
 }
 

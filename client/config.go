@@ -132,12 +132,27 @@ type Config struct {
 	// oldest (SESSIONHA_MAX_SESSIONS_PER_PRINCIPAL). Default 0: no cap. The count comes
 	// from the per-user index, which lags a second or so behind creates.
 	MaxSessionsPerPrincipal int
+	// SweepQueuesEvery is how often, on average, this instance deletes its site's orphan
+	// instance queues: those whose instance has not been seen alive for OrphanQueueAge
+	// (SESSIONHA_SWEEP_QUEUES_EVERY, a Go duration, or "off"). Each wait is drawn at
+	// random from half to one and a half times it, so that a fleet does not sweep at
+	// once. Only instances with a queue (ReadPath bus, or notices) sweep. Default 1 h;
+	// negative (or "off"): never, as when `sessionctl sweep-queues` runs on a schedule.
+	SweepQueuesEvery time.Duration
+	// OrphanQueueAge is how long an instance queue may go without being seen alive
+	// before a sweep deletes it (SESSIONHA_ORPHAN_QUEUE_AGE, a Go duration). An open
+	// instance marks its queue alive every 5 minutes. Default 1 h; at least 15 min.
+	OrphanQueueAge time.Duration
 	// AWS is the SDK configuration (no variable). Default: the SDK's default chain
 	// (environment, shared files, instance role), endpoints from AWS_ENDPOINT_URL[_<SERVICE>].
 	AWS *aws.Config
 	// Logger receives mode switches and failures, never a session id (no variable).
 	// Default slog.Default().
 	Logger *slog.Logger
+
+	// generatedID says that InstanceID was made up by withDefaults: no later process
+	// will have it, so nothing of this instance needs to outlive it.
+	generatedID bool
 }
 
 // envVars maps each variable to the field it sets.
@@ -180,6 +195,17 @@ var envVars = []struct {
 		return nil
 	}},
 	{"SESSIONHA_PUBLISH_TIMEOUT", func(c *Config, v string) (err error) { c.PublishTimeout, err = parseDuration(v); return }},
+	{"SESSIONHA_SWEEP_QUEUES_EVERY", func(c *Config, v string) (err error) {
+		if v == "off" {
+			c.SweepQueuesEvery = -1
+			return nil
+		}
+		if c.SweepQueuesEvery, err = parseDuration(v); err != nil {
+			return fmt.Errorf("want a positive Go duration such as 1h, or off")
+		}
+		return nil
+	}},
+	{"SESSIONHA_ORPHAN_QUEUE_AGE", func(c *Config, v string) (err error) { c.OrphanQueueAge, err = parseDuration(v); return }},
 }
 
 func parseDuration(v string) (time.Duration, error) {
@@ -217,7 +243,7 @@ func (c Config) withDefaults() Config {
 		c.Cluster = "default"
 	}
 	if c.InstanceID == "" {
-		c.InstanceID = defaultInstanceID()
+		c.InstanceID, c.generatedID = defaultInstanceID(), true
 	}
 	if c.Persistence == "" {
 		c.Persistence = PersistenceHA
@@ -251,6 +277,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PurgeDelay == 0 {
 		c.PurgeDelay = 10 * time.Minute
+	}
+	if c.SweepQueuesEvery == 0 {
+		c.SweepQueuesEvery = time.Hour
+	}
+	if c.OrphanQueueAge == 0 {
+		c.OrphanQueueAge = DefaultOrphanQueueAge
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -320,6 +352,9 @@ func (c Config) validate() error {
 			return fmt.Errorf("client: %s (%s) %s: want a positive duration, or 0 for the default", f.field, f.env, f.v)
 		}
 	}
+	if c.OrphanQueueAge != 0 && c.OrphanQueueAge < MinOrphanQueueAge {
+		return fmt.Errorf("client: OrphanQueueAge (SESSIONHA_ORPHAN_QUEUE_AGE) %s: want at least %s, so that no live instance is taken for dead, or 0 for the default", c.OrphanQueueAge, MinOrphanQueueAge)
+	}
 	if c.MaxSessionsPerPrincipal < 0 {
 		return fmt.Errorf("client: MaxSessionsPerPrincipal (SESSIONHA_MAX_SESSIONS_PER_PRINCIPAL) %d: want 0 (no cap) or more", c.MaxSessionsPerPrincipal)
 	}
@@ -356,6 +391,9 @@ func (c Config) validateOpen() error {
 	}
 	if c.Persistence == PersistenceHA && c.NoticeScope != NoticeOff && c.NoticeTopicARN == "" {
 		return fmt.Errorf("client: NoticeScope (SESSIONHA_NOTICE_SCOPE) %q needs NoticeTopicARN (SESSIONHA_NOTICE_TOPIC_ARN)", c.NoticeScope)
+	}
+	if c.Persistence == PersistenceHA && (c.ReadPath == ReadBus || c.NoticeScope != NoticeOff) && !queueSite.MatchString(c.Site) {
+		return fmt.Errorf("client: Site (SESSIONHA_SITE) %q: an instance with a queue of its own (ReadPath bus, or notices) needs a site of 1-%d characters of A-Z, a-z, 0-9, '_' and '-', which its queue's name is made of", c.Site, maxQueueSite)
 	}
 	return nil
 }

@@ -57,6 +57,15 @@
 //     acknowledges (default: the user's cache directory + "/sessionha"), one directory
 //     per instance, JournalDir/<cluster>/<instance id>, locked while it is open: two
 //     processes with one instance id are refused.
+//   - SweepQueuesEvery (SESSIONHA_SWEEP_QUEUES_EVERY) and OrphanQueueAge
+//     (SESSIONHA_ORPHAN_QUEUE_AGE): an instance that reads over the bus or takes notices
+//     has a queue of its own (InstanceQueueName), which outlives the process so that a
+//     restart opens at once under SQS's rules (a name refused for 60 s after a
+//     deletion, one purge a minute): it is kept at Close and reused, unpurged, at the
+//     next Open, and marked alive every 5 minutes. Live instances delete their site's
+//     queues not seen alive for OrphanQueueAge (default 1 h) about every
+//     SweepQueuesEvery (default 1 h, at random); so does SweepInstanceQueues, which
+//     `sessionctl sweep-queues` runs.
 //
 // # Sessions per user
 //
@@ -83,8 +92,9 @@
 // logouts, and sends them all once the bus answers (an instance can start while the bus
 // is down). Close sends what it can and removes the journal, or leaves what it could not
 // send in it for the next Open. Mode says which mode the store is in; each switch is
-// logged and counted (Stats), so an operator knows that sessions were not failover-safe
-// meanwhile.
+// logged and counted (Stats, with the time spent degraded), so an operator knows that
+// sessions were not failover-safe meanwhile; client/otelmetrics exports Stats as
+// OpenTelemetry metrics, and the client itself imports no OpenTelemetry.
 //
 // # Ids and errors
 //

@@ -3,12 +3,12 @@ package client
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
+	mrand "math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,155 +23,320 @@ import (
 	"github.com/sessionha/sessionha/internal/record"
 )
 
-// queueAPI is the part of SQS an instance's inbox uses.
+// The inbox is this instance's own queue: replies to its failover queries (subscribed to
+// the reply topic with a filter on its instance id) and destroy notices (subscribed to
+// the notice topic, filtered by site unless the scope is all). Its name comes from the
+// site and the instance id (queuename.go).
+//
+// Its life cycle, and why. SQS refuses to make a queue of a name deleted in the last 60 s
+// (QueueDeletedRecently), allows one PurgeQueue per queue per 60 s, and may delete what
+// reaches a queue in the 60 s after a purge. An inbox deleted at Close and made (or
+// purged) at Open therefore fails every restart within a minute, or loses the replies
+// and notices of its first minute. So the queue outlives the process:
+//
+//   - Open reuses the queue of its name as it is, and never purges it. What a
+//     predecessor left is harmless: a reply carries the random id of the query it
+//     answers, which no waiter of this process has, so it is dropped; a destroy notice
+//     is still true. The queue keeps messages for inboxRetention only, so nothing stale
+//     piles up. Open sets the queue's attributes and policy again (an older version may
+//     have made it) and its subscriptions: Subscribe keeps an existing one with the same
+//     filter, and one with another filter is replaced.
+//   - Close removes nothing: the queue and its subscriptions stay, so that a restart,
+//     after a crash or a clean stop alike, finds them as they were and misses nothing
+//     sent meanwhile. (Unsubscribing at Close would only save the fan-out of a few
+//     notices to a queue that the sweep deletes anyway.) The exception is an instance
+//     whose id Open made up (InstanceID unset): no later process has its id, so its
+//     Close removes its queue and subscriptions.
+//   - The queue carries tags: its site, its instance id, and when the instance was last
+//     seen alive (tagLastSeen), refreshed every aliveEvery while it is open. A queue
+//     not seen alive for OrphanQueueAge is an orphan, its instance gone for good: live
+//     instances delete their site's orphans with their subscriptions about every
+//     SweepQueuesEvery (sweep.go), and so does `sessionctl sweep-queues`.
+//   - Should the queue disappear anyway (an operator; a sweep that raced a restart
+//     after a long absence), the instance notices when it receives or refreshes its
+//     tag, and makes the queue again as soon as SQS allows the name. An Open that finds
+//     the name blocked, or the bus unreachable, does not fail either: it returns, the
+//     inbox is made in the background, and until it is, bus reads fail at once with
+//     ErrUnavailable (or serve this instance's own copy).
+
+// Tags of an instance queue. Tag values allow the characters of instance ids and of
+// RFC 3339 times.
+const (
+	tagSite     = "sessionha:site"
+	tagInstance = "sessionha:instance"
+	tagLastSeen = "sessionha:last-seen" // RFC 3339, UTC, whole seconds
+)
+
+const (
+	// inboxRetention is how long the queue keeps a message: a reply is useless after
+	// MaxWait, and a notice after a restart is about sessions the new process does not
+	// hold; 5 minutes covers a slow restart.
+	inboxRetention = 5 * time.Minute
+	// inboxVisibility is how long a received message stays hidden. Short: a message
+	// that a dead process's long poll took (SQS may hand messages to a connection that
+	// is gone) comes back within it, and a duplicate costs nothing (a second reply
+	// finds no waiter; a notice applies twice the same).
+	inboxVisibility = 2 * time.Second
+	// aliveEvery is how often an open instance refreshes its queue's last-seen tag;
+	// each wait is drawn from ±20 % of it.
+	aliveEvery = 5 * time.Minute
+	// setupTimeout bounds one attempt of making the inbox in the background.
+	setupTimeout = 20 * time.Second
+)
+
+// queueAPI is the part of SQS an instance's inbox, and its sweeps, use.
 type queueAPI interface {
+	GetQueueUrl(context.Context, *sqs.GetQueueUrlInput, ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
 	CreateQueue(context.Context, *sqs.CreateQueueInput, ...func(*sqs.Options)) (*sqs.CreateQueueOutput, error)
 	GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
-	PurgeQueue(context.Context, *sqs.PurgeQueueInput, ...func(*sqs.Options)) (*sqs.PurgeQueueOutput, error)
+	SetQueueAttributes(context.Context, *sqs.SetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.SetQueueAttributesOutput, error)
+	TagQueue(context.Context, *sqs.TagQueueInput, ...func(*sqs.Options)) (*sqs.TagQueueOutput, error)
+	ListQueueTags(context.Context, *sqs.ListQueueTagsInput, ...func(*sqs.Options)) (*sqs.ListQueueTagsOutput, error)
+	ListQueues(context.Context, *sqs.ListQueuesInput, ...func(*sqs.Options)) (*sqs.ListQueuesOutput, error)
 	DeleteQueue(context.Context, *sqs.DeleteQueueInput, ...func(*sqs.Options)) (*sqs.DeleteQueueOutput, error)
 	ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessageBatch(context.Context, *sqs.DeleteMessageBatchInput, ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
 }
 
-// subscriber is the part of SNS an instance's inbox uses.
+// subscriber is the part of SNS an instance's inbox, and its sweeps, use.
 type subscriber interface {
 	Subscribe(context.Context, *sns.SubscribeInput, ...func(*sns.Options)) (*sns.SubscribeOutput, error)
 	Unsubscribe(context.Context, *sns.UnsubscribeInput, ...func(*sns.Options)) (*sns.UnsubscribeOutput, error)
 	ListSubscriptionsByTopic(context.Context, *sns.ListSubscriptionsByTopicInput, ...func(*sns.Options)) (*sns.ListSubscriptionsByTopicOutput, error)
 }
 
-// inbox is this instance's own queue: replies to its failover queries (subscribed to the
-// reply topic with a filter on its instance id) and destroy notices (subscribed to the
-// notice topic, filtered by site unless the scope is all). It is made at Open and removed
-// at Close. A crashed instance's inbox is an orphan until an instance with the same id
-// opens again: the name is fixed, so Open takes it over, empties it and replaces its
-// subscriptions.
+// inbox is this instance's queue; see the top of this file.
 type inbox struct {
-	s    *Store
-	q    queueAPI
-	sn   subscriber
-	url  string
-	arn  string
-	subs []string
+	s      *Store
+	q      queueAPI
+	sn     subscriber
+	name   string
+	topics []string // reply and/or notice topic
 
 	mu      sync.Mutex
 	waiters map[string]chan *events.Reply // by request id
 
-	subMu   sync.Mutex // guards missing, and subs once receiving
-	missing []string   // topics not yet subscribed: the bus was down at Open
+	setup sync.Mutex // held by ensure, so that one attempt runs at a time
+
+	st      sync.Mutex // guards what follows
+	url     string     // "" until the queue is found or made
+	arn     string
+	subs    map[string]bool // topics the queue is subscribed to
+	problem *setupError     // why the inbox is not ready; nil once it is
 
 	stop context.CancelFunc
-	done chan struct{}
+	done sync.WaitGroup
 }
 
-var queueNameChars = regexp.MustCompile(`[^A-Za-z0-9_-]`)
+// setupKind says whether a failure to make the inbox passes by itself.
+type setupKind int
 
-// inboxName is the queue's name: sessionha-<site>-reply-<instance>, the prefix that the
-// auth servers' IAM policy allows, within SQS's 80 characters.
-func inboxName(site, instance string) string {
-	name := "sessionha-" + site + "-reply-" + queueNameChars.ReplaceAllString(instance, "_")
-	if len(name) > 80 {
-		sum := sha256.Sum256([]byte(instance))
-		name = name[:80-9] + "-" + hex.EncodeToString(sum[:4])
+const (
+	setupUnreachable setupKind = iota // the bus did not answer, or answered with a server error: it passes
+	setupBlocked                      // SQS does not allow the name yet, or has not made the queue visible yet: it passes within a minute
+	setupRefused                      // refused (not authorized, invalid, someone else's queue): an operator must act
+)
+
+// setupError is a failure to make the inbox. It keeps the SDK's error to classify it and
+// to say why, and never hands it to callers as such.
+type setupError struct {
+	step string
+	err  error
+	kind setupKind
+	sns  bool // the step was a call to SNS: unreachable, it means publishing fails too
+}
+
+func (e *setupError) Error() string { return e.step + ": " + e.err.Error() }
+
+// failed classifies an SDK error of one setup step.
+func failed(step string, err error) *setupError {
+	kind := setupRefused
+	var (
+		recently *sqstypes.QueueDeletedRecently
+		api      smithy.APIError
+	)
+	switch {
+	case isTransient(err):
+		kind = setupUnreachable
+	case errors.As(err, &recently), errors.As(err, &api) && api.ErrorCode() == "QueueDeletedRecently", queueGone(err):
+		kind = setupBlocked
 	}
-	return name
+	return &setupError{step: step, err: err, kind: kind}
 }
 
-// openInbox makes (or takes over) the inbox and starts receiving.
+// openInbox finds or makes the inbox, subscribes it and starts receiving. It fails only
+// when the bus refuses (say, the instance may not make its queue); if the bus is out of
+// reach, or SQS does not allow the queue's name yet, it returns an inbox that is made in
+// the background.
 func (s *Store) openInbox(ctx context.Context, q queueAPI, sn subscriber) (*inbox, error) {
-	b := &inbox{s: s, q: q, sn: sn, waiters: map[string]chan *events.Reply{}}
-	var topics []string
+	b := &inbox{s: s, q: q, sn: sn, name: InstanceQueueName(s.cfg.Site, s.cfg.InstanceID),
+		waiters: map[string]chan *events.Reply{}, subs: map[string]bool{}}
 	if s.cfg.ReadPath == ReadBus {
-		topics = append(topics, s.cfg.ReplyTopicARN)
+		b.topics = append(b.topics, s.cfg.ReplyTopicARN)
 	}
 	if s.cfg.NoticeScope != NoticeOff {
-		topics = append(topics, s.cfg.NoticeTopicARN)
+		b.topics = append(b.topics, s.cfg.NoticeTopicARN)
 	}
-	policy, _ := json.Marshal(map[string]any{
-		"Version": "2012-10-17",
-		"Statement": []any{map[string]any{
-			"Effect": "Allow", "Principal": map[string]any{"Service": "sns.amazonaws.com"},
-			"Action": "sqs:SendMessage", "Resource": "*",
-			"Condition": map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": topics}},
-		}},
-	})
-	out, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{
-		QueueName: aws.String(inboxName(s.cfg.Site, s.cfg.InstanceID)),
-		Attributes: map[string]string{
-			"MessageRetentionPeriod": "300", // a reply is useless after MaxWait, a notice after PurgeDelay
-			"SqsManagedSseEnabled":   "true",
-			"Policy":                 string(policy),
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: create this instance's queue: %v", ErrUnavailable, err)
-	}
-	b.url = aws.ToString(out.QueueUrl)
-	attrs, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: out.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
-	if err != nil {
-		return nil, fmt.Errorf("%w: read this instance's queue: %v", ErrUnavailable, err)
-	}
-	b.arn = attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
-	// A predecessor with our id may have crashed: drop what it left.
-	if _, err := q.PurgeQueue(ctx, &sqs.PurgeQueueInput{QueueUrl: out.QueueUrl}); err != nil {
-		s.log.Debug("purge of this instance's queue failed", "reason", err.Error())
-	}
-	for _, topic := range topics {
-		if transient, err := b.subscribe(ctx, topic); err != nil {
-			if !transient {
-				b.close(ctx)
-				return nil, err
-			}
-			// The bus is down: the store starts degraded and subscribes once it is back,
-			// so that an instance restarted during an outage comes up and serves.
-			b.missing = append(b.missing, topic)
+	if err := b.ensure(ctx); err != nil {
+		var se *setupError
+		switch {
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("client: open: %w (making this instance's queue)", ctx.Err())
+		case errors.As(err, &se) && se.kind == setupRefused:
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
+		s.log.Warn("this instance's queue is not ready; making it in the background (bus reads fail until it is)", "queue", b.name, "reason", err.Error())
 	}
 	rctx, stop := context.WithCancel(context.Background())
-	b.stop, b.done = stop, make(chan struct{})
+	b.stop = stop
+	b.done.Add(2)
 	go b.receive(rctx)
+	go b.keepAlive(rctx)
+	if every := s.cfg.SweepQueuesEvery; every > 0 {
+		b.done.Add(1)
+		go b.sweepLoop(rctx, every)
+	}
 	return b, nil
 }
 
-// resubscribe makes the subscriptions that failed at Open because the bus was down.
-func (b *inbox) resubscribe(ctx context.Context) error {
-	b.subMu.Lock()
-	defer b.subMu.Unlock()
-	for len(b.missing) > 0 {
-		if _, err := b.subscribe(ctx, b.missing[0]); err != nil {
+// ensure makes what the inbox lacks: the queue (found or made, with its attributes,
+// policy and tags), then its subscriptions. It returns a *setupError.
+func (b *inbox) ensure(ctx context.Context) error {
+	b.setup.Lock()
+	defer b.setup.Unlock()
+	b.st.Lock()
+	url, arn := b.url, b.arn
+	b.st.Unlock()
+	if url == "" {
+		var err *setupError
+		if url, arn, err = b.makeQueue(ctx); err != nil {
+			b.fail(err)
 			return err
 		}
-		b.missing = b.missing[1:]
+		b.st.Lock()
+		b.url, b.arn, b.subs = url, arn, map[string]bool{}
+		b.st.Unlock()
 	}
+	for _, topic := range b.topics {
+		b.st.Lock()
+		done := b.subs[topic]
+		b.st.Unlock()
+		if done {
+			continue
+		}
+		if err := b.subscribe(ctx, topic, arn); err != nil {
+			b.fail(err)
+			return err
+		}
+		b.st.Lock()
+		if b.url == url {
+			b.subs[topic] = true
+		}
+		b.st.Unlock()
+	}
+	b.st.Lock()
+	b.problem = nil
+	b.st.Unlock()
 	return nil
 }
 
-// subscribed reports whether every subscription is in place.
-func (b *inbox) subscribed() bool {
-	b.subMu.Lock()
-	defer b.subMu.Unlock()
-	return len(b.missing) == 0
+func (b *inbox) fail(err *setupError) {
+	b.st.Lock()
+	b.problem = err
+	b.st.Unlock()
 }
 
-// subscribe replaces any subscription of this queue to topic (an orphan's) with one
-// filtered for this instance. transient says whether the failure may pass by itself
-// (the bus unreachable), rather than being a refusal that needs an operator.
-func (b *inbox) subscribe(ctx context.Context, topic string) (transient bool, err error) {
-	var next *string
-	for {
-		l, err := b.sn.ListSubscriptionsByTopic(ctx, &sns.ListSubscriptionsByTopicInput{TopicArn: aws.String(topic), NextToken: next})
-		if err != nil {
-			return isTransient(err), fmt.Errorf("%w: list subscriptions: %v", ErrUnavailable, err)
-		}
-		for _, sub := range l.Subscriptions {
-			if aws.ToString(sub.Endpoint) == b.arn {
-				_, _ = b.sn.Unsubscribe(ctx, &sns.UnsubscribeInput{SubscriptionArn: sub.SubscriptionArn})
+// tags are the queue's tags, last seen now.
+func (b *inbox) tags(now time.Time) map[string]string {
+	return map[string]string{
+		tagSite: b.s.cfg.Site, tagInstance: b.s.cfg.InstanceID, tagLastSeen: now.UTC().Format(time.RFC3339),
+	}
+}
+
+// makeQueue finds the queue of the inbox's name, or makes it, and sets its attributes,
+// policy and tags.
+func (b *inbox) makeQueue(ctx context.Context) (url, arn string, _ *setupError) {
+	name := aws.String(b.name)
+	attrs := map[string]string{
+		"MessageRetentionPeriod": strconv.Itoa(int(inboxRetention / time.Second)),
+		"VisibilityTimeout":      strconv.Itoa(int(inboxVisibility / time.Second)),
+		"SqsManagedSseEnabled":   "true",
+	}
+	fresh := false
+	found, err := b.q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: name})
+	switch {
+	case err == nil:
+		url = aws.ToString(found.QueueUrl)
+	case queueGone(err):
+		made, err := b.q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: name, Attributes: attrs, Tags: b.tags(time.Now())})
+		var exists *sqstypes.QueueNameExists
+		switch {
+		case err == nil:
+			url, fresh = aws.ToString(made.QueueUrl), true
+		case errors.As(err, &exists): // made meanwhile, with other attributes: take it
+			if found, err = b.q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: name}); err != nil {
+				return "", "", failed("find this instance's queue "+b.name, err)
 			}
+			url = aws.ToString(found.QueueUrl)
+		default:
+			return "", "", failed("create this instance's queue "+b.name, err)
 		}
-		if next = l.NextToken; next == nil {
-			break
+	default:
+		return "", "", failed("find this instance's queue "+b.name, err)
+	}
+	got, err := b.q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return "", "", failed("read this instance's queue "+b.name, err)
+	}
+	arn = got.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
+	if !fresh {
+		t, err := b.q.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(url)})
+		if err != nil {
+			return "", "", failed("read the tags of this instance's queue "+b.name, err)
+		}
+		if owner := t.Tags[tagInstance]; owner != "" && owner != b.s.cfg.InstanceID {
+			return "", "", &setupError{step: "take this instance's queue " + b.name, kind: setupRefused,
+				err: fmt.Errorf("it belongs to instance %q (two instance ids whose queue names collide: rename one)", owner)}
 		}
 	}
+	attrs["Policy"] = inboxPolicy(arn, b.topics)
+	if _, err := b.q.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(url), Attributes: attrs}); err != nil {
+		return "", "", failed("set the policy of this instance's queue "+b.name, err)
+	}
+	if !fresh {
+		if _, err := b.q.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(url), Tags: b.tags(time.Now())}); err != nil {
+			return "", "", failed("tag this instance's queue "+b.name, err)
+		}
+	}
+	return url, arn, nil
+}
+
+// inboxPolicy lets the topics deliver to the queue, and refuses any request to it that
+// is not made over TLS, as the CDK's enforceSSL does for the site's own queues.
+func inboxPolicy(queueARN string, topics []string) string {
+	p, _ := json.Marshal(map[string]any{
+		"Version": "2012-10-17",
+		"Statement": []any{
+			map[string]any{
+				"Sid": "TopicsDeliver", "Effect": "Allow", "Principal": map[string]any{"Service": "sns.amazonaws.com"},
+				"Action": "sqs:SendMessage", "Resource": queueARN,
+				"Condition": map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": topics}},
+			},
+			map[string]any{
+				"Sid": "TLSOnly", "Effect": "Deny", "Principal": map[string]any{"AWS": "*"},
+				"Action": "sqs:*", "Resource": queueARN,
+				"Condition": map[string]any{"Bool": map[string]any{"aws:SecureTransport": "false"}},
+			},
+		},
+	})
+	return string(p)
+}
+
+// subscribe subscribes the queue to topic with this instance's filter. Subscribe keeps an
+// existing subscription with the same attributes (a predecessor's, after a restart); one
+// with other attributes (an older filter) is replaced.
+func (b *inbox) subscribe(ctx context.Context, topic, queueARN string) *setupError {
 	attrs := map[string]string{"RawMessageDelivery": "true"}
 	cfg := b.s.cfg
 	switch {
@@ -180,15 +345,239 @@ func (b *inbox) subscribe(ctx context.Context, topic string) (transient bool, er
 	case cfg.NoticeScope == NoticeSite:
 		attrs["FilterPolicy"] = fmt.Sprintf(`{"site":[%q]}`, cfg.Site)
 	}
-	out, err := b.sn.Subscribe(ctx, &sns.SubscribeInput{
-		TopicArn: aws.String(topic), Protocol: aws.String("sqs"), Endpoint: aws.String(b.arn),
-		Attributes: attrs, ReturnSubscriptionArn: true,
-	})
-	if err != nil {
-		return isTransient(err), fmt.Errorf("%w: subscribe this instance's queue: %v", ErrUnavailable, err)
+	in := &sns.SubscribeInput{TopicArn: aws.String(topic), Protocol: aws.String("sqs"), Endpoint: aws.String(queueARN),
+		Attributes: attrs, ReturnSubscriptionArn: true}
+	_, err := b.sn.Subscribe(ctx, in)
+	if subscriptionConflict(err) {
+		n, uerr := unsubscribeQueue(ctx, b.sn, topic, queueARN)
+		if uerr != nil {
+			return snsFailed("replace the subscription of this instance's queue "+b.name, uerr)
+		}
+		b.s.log.Info("replaced the subscriptions of this instance's queue, which had another filter", "queue", b.name, "replaced", n)
+		_, err = b.sn.Subscribe(ctx, in)
 	}
-	b.subs = append(b.subs, aws.ToString(out.SubscriptionArn))
-	return false, nil
+	if err != nil {
+		return snsFailed("subscribe this instance's queue "+b.name, err)
+	}
+	return nil
+}
+
+// snsFailed classifies an SNS error of one setup step.
+func snsFailed(step string, err error) *setupError {
+	e := failed(step, err)
+	e.sns = true
+	return e
+}
+
+// subscriptionConflict reports whether Subscribe failed because a subscription of the
+// endpoint exists with other attributes.
+func subscriptionConflict(err error) bool {
+	var api smithy.APIError
+	return errors.As(err, &api) && api.ErrorCode() == "InvalidParameter" && strings.Contains(api.ErrorMessage(), "already exists")
+}
+
+// unsubscribeQueue removes every subscription of topic whose endpoint is queueARN, and
+// says how many.
+func unsubscribeQueue(ctx context.Context, sn subscriber, topic, queueARN string) (int, error) {
+	n := 0
+	var next *string
+	for {
+		l, err := sn.ListSubscriptionsByTopic(ctx, &sns.ListSubscriptionsByTopicInput{TopicArn: aws.String(topic), NextToken: next})
+		if err != nil {
+			return n, err
+		}
+		for _, sub := range l.Subscriptions {
+			if aws.ToString(sub.Endpoint) == queueARN {
+				if _, err := sn.Unsubscribe(ctx, &sns.UnsubscribeInput{SubscriptionArn: sub.SubscriptionArn}); err != nil {
+					return n, err
+				}
+				n++
+			}
+		}
+		if next = l.NextToken; next == nil {
+			return n, nil
+		}
+	}
+}
+
+// queueGone reports whether an SQS call failed because the queue does not exist.
+func queueGone(err error) bool {
+	var (
+		gone *sqstypes.QueueDoesNotExist
+		api  smithy.APIError
+	)
+	if errors.As(err, &gone) {
+		return true
+	}
+	return errors.As(err, &api) && (api.ErrorCode() == "QueueDoesNotExist" || api.ErrorCode() == "AWS.SimpleQueueService.NonExistentQueue")
+}
+
+// resubscribe finishes the inbox when the store recovers from degraded mode. It fails
+// only if SNS is still out of reach, which publishing needs too: an inbox held up by SQS
+// (out of reach, or its rules) or refused does not keep the store degraded, since
+// publishing works, and is finished in the background.
+func (b *inbox) resubscribe(ctx context.Context) error {
+	err := b.ensure(ctx)
+	var se *setupError
+	if errors.As(err, &se) && se.kind == setupUnreachable && se.sns {
+		return err
+	}
+	return nil
+}
+
+// busDown reports whether the inbox is unfinished because SNS is out of reach: then
+// publishing fails too, and the store starts degraded.
+func (b *inbox) busDown() bool {
+	b.st.Lock()
+	defer b.st.Unlock()
+	return b.problem != nil && b.problem.kind == setupUnreachable && b.problem.sns
+}
+
+// ready reports whether the queue exists and every subscription is in place.
+func (b *inbox) ready() bool {
+	b.st.Lock()
+	defer b.st.Unlock()
+	return b.url != "" && len(b.subs) == len(b.topics)
+}
+
+// readyForReplies is nil if replies can reach this instance, else an error wrapping
+// ErrUnavailable that says why not.
+func (b *inbox) readyForReplies() error {
+	b.st.Lock()
+	defer b.st.Unlock()
+	if b.url != "" && b.subs[b.s.cfg.ReplyTopicARN] {
+		return nil
+	}
+	why := "not made yet"
+	if b.problem != nil {
+		why = b.problem.Error()
+	}
+	return fmt.Errorf("%w: this instance's queue cannot take replies yet (%s); it is being made", ErrUnavailable, why)
+}
+
+// queueURL is the queue's URL, "" while it is not there.
+func (b *inbox) queueURL() string {
+	b.st.Lock()
+	defer b.st.Unlock()
+	return b.url
+}
+
+// lost forgets the queue at url, which is gone, so that it is made again.
+func (b *inbox) lost(url string, err error) {
+	b.st.Lock()
+	defer b.st.Unlock()
+	if b.url != url {
+		return
+	}
+	b.url, b.arn, b.subs = "", "", map[string]bool{}
+	b.problem = &setupError{step: "this instance's queue " + b.name + " is gone", err: err, kind: setupBlocked}
+	b.s.log.Warn("this instance's queue is gone (deleted by an operator, or by a sweep that took this instance for dead); making it again", "queue", b.name)
+}
+
+// receive long-polls the queue until close, handing replies to their waiters and applying
+// notices; while the inbox is unfinished it tries to finish it, with backoff.
+func (b *inbox) receive(ctx context.Context) {
+	defer b.done.Done()
+	wait := 100 * time.Millisecond
+	pause := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+			wait = min(2*wait, 5*time.Second)
+			return true
+		}
+	}
+	var tried time.Time // the last attempt to finish the inbox
+	for ctx.Err() == nil {
+		poll := int32(20)
+		if !b.ready() {
+			if time.Since(tried) >= wait {
+				tried = time.Now()
+				actx, cancel := context.WithTimeout(ctx, setupTimeout)
+				err := b.ensure(actx)
+				cancel()
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err == nil:
+					b.s.log.Info("this instance's queue is ready", "queue", b.name)
+					wait = 100 * time.Millisecond
+				default:
+					b.s.log.Debug("this instance's queue is not ready yet", "queue", b.name, "reason", err.Error())
+					wait = min(2*wait, 5*time.Second)
+				}
+			}
+			if b.queueURL() == "" {
+				if !pause() {
+					return
+				}
+				continue
+			}
+			poll = 1 // receive what comes, but come back soon to finish the subscriptions
+		}
+		url := b.queueURL()
+		out, err := b.q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: poll,
+			MessageAttributeNames: []string{"All"},
+		})
+		if err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return
+			case queueGone(err):
+				b.lost(url, err)
+				continue
+			}
+			b.s.log.Warn("receive on this instance's queue failed; retrying", "reason", err.Error(), "in", wait.String())
+			if !pause() {
+				return
+			}
+			continue
+		}
+		if b.ready() {
+			wait = 100 * time.Millisecond
+		}
+		var done []sqstypes.DeleteMessageBatchRequestEntry
+		for i, m := range out.Messages {
+			b.handle(m)
+			done = append(done, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
+		}
+		if len(done) > 0 {
+			if _, err := b.q.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: done}); err != nil && ctx.Err() == nil {
+				b.s.log.Debug("delete from this instance's queue failed", "reason", err.Error())
+			}
+		}
+	}
+}
+
+// keepAlive refreshes the queue's last-seen tag every aliveEvery (±20 %) until close, so
+// that no sweep takes this instance for dead.
+func (b *inbox) keepAlive(ctx context.Context) {
+	defer b.done.Done()
+	for {
+		t := time.NewTimer(aliveEvery*4/5 + mrand.N(aliveEvery*2/5))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		url := b.queueURL()
+		if url == "" {
+			continue // being made: that tags it
+		}
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := b.q.TagQueue(tctx, &sqs.TagQueueInput{QueueUrl: aws.String(url), Tags: map[string]string{tagLastSeen: time.Now().UTC().Format(time.RFC3339)}})
+		cancel()
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case queueGone(err):
+			b.lost(url, err)
+		default:
+			b.s.log.Warn("could not mark this instance's queue alive; trying again later", "queue", b.name, "reason", err.Error())
+		}
+	}
 }
 
 // isTransient reports whether an AWS call failed in a way that passes by itself: no
@@ -210,43 +599,6 @@ func isTransient(err error) bool {
 	return false
 }
 
-// receive long-polls the queue until close, handing replies to their waiters and applying
-// notices.
-func (b *inbox) receive(ctx context.Context) {
-	defer close(b.done)
-	wait := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		out, err := b.q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(b.url), MaxNumberOfMessages: 10, WaitTimeSeconds: 20,
-			MessageAttributeNames: []string{"All"},
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			b.s.log.Warn("receive on this instance's queue failed; retrying", "reason", err.Error(), "in", wait.String())
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, 5*time.Second)
-			continue
-		}
-		wait = 100 * time.Millisecond
-		var done []sqstypes.DeleteMessageBatchRequestEntry
-		for i, m := range out.Messages {
-			b.handle(m)
-			done = append(done, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
-		}
-		if len(done) > 0 {
-			if _, err := b.q.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(b.url), Entries: done}); err != nil && ctx.Err() == nil {
-				b.s.log.Debug("delete from this instance's queue failed", "reason", err.Error())
-			}
-		}
-	}
-}
-
 // handle routes one message: a reply carries the "requester" attribute, a notice "site".
 func (b *inbox) handle(m sqstypes.Message) {
 	body := []byte(aws.ToString(m.Body))
@@ -265,7 +617,7 @@ func (b *inbox) handle(m sqstypes.Message) {
 			default: // a duplicate delivery: the first answer is already there
 			}
 		}
-		return
+		return // no waiter: a predecessor's query, or one that gave up
 	}
 	n, err := events.DecodeNotice(body)
 	if err != nil {
@@ -291,30 +643,35 @@ func (b *inbox) wait(id string) (<-chan *events.Reply, func()) {
 	}
 }
 
-// close stops receiving, unsubscribes and deletes the queue.
-func (b *inbox) close(ctx context.Context) error {
+// close stops receiving, marking alive and sweeping. The queue and its subscriptions
+// stay for the next Open of this instance id, or for a sweep once it is gone for good;
+// but when the id was made up at Open (InstanceID unset), no later process will have it,
+// so the queue goes now, with its subscriptions, rather than wait for a sweep.
+func (b *inbox) close() {
 	if b.stop != nil {
 		b.stop()
-		<-b.done
+		b.done.Wait()
 	}
-	var errs []error
-	b.subMu.Lock()
-	subs := b.subs
-	b.subMu.Unlock()
-	for _, sub := range subs {
-		if _, err := b.sn.Unsubscribe(ctx, &sns.UnsubscribeInput{SubscriptionArn: aws.String(sub)}); err != nil {
-			errs = append(errs, err)
+	if !b.s.cfg.generatedID {
+		return
+	}
+	b.st.Lock()
+	url, arn := b.url, b.arn
+	b.st.Unlock()
+	if url == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, topic := range b.topics {
+		if _, err := unsubscribeQueue(ctx, b.sn, topic, arn); err != nil {
+			b.s.log.Warn("could not remove the subscriptions of this instance's queue (its id was made up, so no successor uses it); a sweep removes them", "queue", b.name, "reason", err.Error())
+			return
 		}
 	}
-	if b.url != "" {
-		if _, err := b.q.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(b.url)}); err != nil {
-			errs = append(errs, err)
-		}
+	if _, err := b.q.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {
+		b.s.log.Warn("could not delete this instance's queue (its id was made up, so no successor uses it); a sweep deletes it", "queue", b.name, "reason", err.Error())
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("remove this instance's queue: %v", err)
-	}
-	return nil
 }
 
 // requestID makes a query's id: random, so that a reply matches only its query.

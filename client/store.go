@@ -140,8 +140,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		switch {
 		case replayed > 0:
 			s.startDegraded(replayed)
-		case s.inbox != nil && !s.inbox.subscribed():
-			s.degrade(errors.New("cannot subscribe this instance's queue to the bus"))
+		case s.inbox != nil && s.inbox.busDown():
+			s.degrade(errors.New("cannot subscribe this instance's queue: SNS is out of reach"))
 		}
 	}
 	loopCtx, stop := context.WithCancel(context.Background())
@@ -184,11 +184,7 @@ func (s *Store) Close() error {
 		}
 		err = s.finalFlush()
 		if s.inbox != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if ierr := s.inbox.close(ctx); ierr != nil {
-				s.log.Warn("could not remove this instance's queue; the next Open with this instance id takes it over", "reason", ierr.Error())
-			}
-			cancel()
+			s.inbox.close() // the queue stays for the next Open of this instance id (inbox.go)
 		}
 	})
 	if errors.Is(err, ErrClosed) {

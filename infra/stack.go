@@ -127,8 +127,8 @@ func newSiteStack(app awscdk.App, cfg Config, sc SiteConfig, topo topology.Topol
 	}
 	s.alarms()
 	s.dashboard()
-	policy := s.authServerPolicy()
-	s.outputs(policy)
+	direct, busOnly := s.authServerPolicies()
+	s.outputs(direct, busOnly)
 	return s.stack, nil
 }
 
@@ -441,11 +441,48 @@ func (s *site) dashboard() {
 	})
 }
 
-// authServerPolicy is what an auth server's client needs, and nothing more: publish
-// operations, queries and destroy notices; read sessions directly (consistent GetItem,
-// Query on the per-user index); own the per-instance reply queues it creates at Open and
-// deletes at Close, and subscribe them to the reply and notice topics.
-func (s *site) authServerPolicy() awsiam.ManagedPolicy {
+// authServerPolicies are what an auth server's client needs, and nothing more: the
+// first for instances that read the table (ReadPath direct, the default), the second for
+// bus-only instances (ReadPath bus), which get no table access at all. Both may publish
+// operations, queries and destroy notices, and own the per-instance queues: an instance
+// finds or makes its own at Open, keeps it alive with a tag, receives from it, subscribes
+// it (and only it) to the reply and notice topics, and deletes the queues of instances
+// gone for good, with their subscriptions (client/inbox.go, client/sweep.go).
+func (s *site) authServerPolicies() (direct, busOnly awsiam.ManagedPolicy) {
+	reply, _ := s.topo.Topic(topology.TopicReply)
+	// Instance queues are named after the reply topic plus the instance: the client
+	// makes them, so the policy can only name their prefix.
+	instanceQueues := s.stack.FormatArn(&awscdk.ArnComponents{
+		Service: jsii.String("sqs"), Resource: jsii.String(reply.Name + "-*"), ArnFormat: awscdk.ArnFormat_NO_RESOURCE_NAME,
+	})
+	policy := func(id, name, desc string, table bool) awsiam.ManagedPolicy {
+		p := awsiam.NewManagedPolicy(s.stack, jsii.String(id), &awsiam.ManagedPolicyProps{
+			ManagedPolicyName: jsii.String(name),
+			Description:       jsii.String(desc),
+			Statements:        s.authServerStatements(instanceQueues, table),
+		})
+		cdknag.NagSuppressions_AddResourceSuppressions(p, &[]*cdknag.NagPackSuppression{{
+			Id: jsii.String("AwsSolutions-IAM5"),
+			Reason: jsii.String("Each client instance makes its own queue at Open (" + reply.Name +
+				"-<instance>-<hash>), keeps it across restarts and sweeps those of instances gone for good; their names are not known at deploy time, so the policy names their prefix. " +
+				"sqs:ListQueues (for the sweep, which lists that prefix) has no resource-level permissions, so it takes Resource *."),
+			AppliesTo: &[]any{
+				"Resource::arn:<AWS::Partition>:sqs:" + s.sc.Region + ":" + s.nagAccount() + ":" + reply.Name + "-*",
+				"Resource::*",
+			},
+		}}, jsii.Bool(false))
+		return p
+	}
+	direct = policy("AuthServerPolicy", "sessionha-"+s.sc.Name+"-auth-server",
+		"sessionha "+s.sc.Name+": what an auth server's client needs (reads the table); attach to the auth servers' role", true)
+	busOnly = policy("AuthServerBusPolicy", "sessionha-"+s.sc.Name+"-auth-server-bus",
+		"sessionha "+s.sc.Name+": what a bus-only auth server's client needs (ReadPath bus, no table access); attach instead of the auth-server policy", false)
+	return direct, busOnly
+}
+
+// authServerStatements are the statements of an auth server policy; table adds reading
+// the session table.
+func (s *site) authServerStatements(instanceQueues *string, table bool) *[]awsiam.PolicyStatement {
 	topicARNs := func(ids ...string) []*string {
 		var arns []*string
 		for _, id := range ids {
@@ -453,47 +490,51 @@ func (s *site) authServerPolicy() awsiam.ManagedPolicy {
 		}
 		return arns
 	}
-	var indexARNs []*string
-	for _, ix := range s.topo.Table.Indexes {
-		indexARNs = append(indexARNs, s.stack.FormatArn(&awscdk.ArnComponents{
-			Service: jsii.String("dynamodb"), Resource: jsii.String("table"),
-			ResourceName: jsii.String(s.topo.Table.Name + "/index/" + ix.Name),
-		}))
-	}
-	reply, _ := s.topo.Topic(topology.TopicReply)
-	// Reply queues are named after the reply topic plus the instance: the client creates
-	// them, so the policy can only name their prefix.
-	replyQueues := s.stack.FormatArn(&awscdk.ArnComponents{
-		Service: jsii.String("sqs"), Resource: jsii.String(reply.Name + "-*"), ArnFormat: awscdk.ArnFormat_NO_RESOURCE_NAME,
-	})
 	stmt := func(sid string, actions []string, resources ...*string) awsiam.PolicyStatement {
 		return awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 			Sid: jsii.String(sid), Actions: jsii.Strings(actions...), Resources: &resources,
 		})
 	}
-	policy := awsiam.NewManagedPolicy(s.stack, jsii.String("AuthServerPolicy"), &awsiam.ManagedPolicyProps{
-		ManagedPolicyName: jsii.String("sessionha-" + s.sc.Name + "-auth-server"),
-		Description:       jsii.String("sessionha " + s.sc.Name + ": what an auth server's client needs; attach to the auth servers' role"),
-		Statements: &[]awsiam.PolicyStatement{
-			stmt("PublishOpsQueriesNotices", []string{"sns:Publish"}, topicARNs(topology.TopicOps, topology.TopicQuery, topology.TopicNotice)...),
-			// Publishing to a KMS-encrypted topic needs the publisher to use its key.
-			stmt("UseTopicKey", []string{"kms:GenerateDataKey", "kms:Decrypt"}, s.key.KeyArn()),
+	stmts := []awsiam.PolicyStatement{
+		stmt("PublishOpsQueriesNotices", []string{"sns:Publish"}, topicARNs(topology.TopicOps, topology.TopicQuery, topology.TopicNotice)...),
+		// Publishing to a KMS-encrypted topic needs the publisher to use its key.
+		stmt("UseTopicKey", []string{"kms:GenerateDataKey", "kms:Decrypt"}, s.key.KeyArn()),
+		// Its own queue: found or made at Open (never purged), its attributes, policy
+		// and tags set, its last-seen tag refreshed, received from. Others' queues of
+		// the site: their tags and ARN read, and deleted once their instance is gone.
+		stmt("OwnInstanceQueues", []string{
+			"sqs:GetQueueUrl", "sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes",
+			"sqs:TagQueue", "sqs:ListQueueTags", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:DeleteQueue",
+		}, instanceQueues),
+		// The sweep lists the site's instance queues by prefix; ListQueues has no
+		// resource-level permissions.
+		stmt("ListInstanceQueues", []string{"sqs:ListQueues"}, jsii.String("*")),
+		// Subscribe only an instance queue of this site, and only as a queue.
+		awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid: jsii.String("SubscribeInstanceQueues"), Actions: jsii.Strings("sns:Subscribe"),
+			Resources: &[]*string{s.topics[topology.TopicReply].TopicArn(), s.topics[topology.TopicNotice].TopicArn()},
+			Conditions: &map[string]any{
+				"StringEquals": map[string]any{"sns:Protocol": "sqs"},
+				"StringLike":   map[string]any{"sns:Endpoint": instanceQueues},
+			},
+		}),
+		// Replacing a subscription with an older filter, and removing those of a swept
+		// queue.
+		stmt("ManageInstanceSubscriptions", []string{"sns:Unsubscribe", "sns:ListSubscriptionsByTopic"}, topicARNs(topology.TopicReply, topology.TopicNotice)...),
+	}
+	if table {
+		var indexARNs []*string
+		for _, ix := range s.topo.Table.Indexes {
+			indexARNs = append(indexARNs, s.stack.FormatArn(&awscdk.ArnComponents{
+				Service: jsii.String("dynamodb"), Resource: jsii.String("table"),
+				ResourceName: jsii.String(s.topo.Table.Name + "/index/" + ix.Name),
+			}))
+		}
+		stmts = append(stmts,
 			stmt("ReadSessions", []string{"dynamodb:GetItem"}, s.tableARN),
-			stmt("ListUserSessions", []string{"dynamodb:Query"}, indexARNs...),
-			stmt("OwnReplyQueues", []string{
-				"sqs:CreateQueue", "sqs:DeleteQueue", "sqs:ReceiveMessage", "sqs:DeleteMessage",
-				"sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:PurgeQueue",
-			}, replyQueues),
-			stmt("SubscribeRepliesNotices", []string{"sns:Subscribe", "sns:Unsubscribe", "sns:ListSubscriptionsByTopic"}, topicARNs(topology.TopicReply, topology.TopicNotice)...),
-		},
-	})
-	cdknag.NagSuppressions_AddResourceSuppressions(policy, &[]*cdknag.NagPackSuppression{{
-		Id: jsii.String("AwsSolutions-IAM5"),
-		Reason: jsii.String("Each client instance creates its own reply queue at Open (" + reply.Name +
-			"-<instance>) and deletes it at Close; their names are not known at deploy time, so the policy names their prefix."),
-		AppliesTo: &[]any{"Resource::arn:<AWS::Partition>:sqs:" + s.sc.Region + ":" + s.nagAccount() + ":" + reply.Name + "-*"},
-	}}, jsii.Bool(false))
-	return policy
+			stmt("ListUserSessions", []string{"dynamodb:Query"}, indexARNs...))
+	}
+	return &stmts
 }
 
 // nagAccount is the account as cdk-nag writes it in a finding: the id when the site
@@ -508,7 +549,7 @@ func (s *site) nagAccount() string {
 // outputs are named like the SESSIONHA_* variables a client reads (CloudFormation ids
 // allow no underscores, so SESSIONHA_TABLE is SessionhaTable; outputs.EnvFile maps them
 // back). No export names: nothing imports them, and exports would pin the values.
-func (s *site) outputs(policy awsiam.ManagedPolicy) {
+func (s *site) outputs(policy, busPolicy awsiam.ManagedPolicy) {
 	out := func(envVar string, value *string, desc string) {
 		awscdk.NewCfnOutput(s.stack, jsii.String(outputs.LogicalID(envVar)), &awscdk.CfnOutputProps{
 			Value: value, Description: jsii.String(envVar + ": " + desc),
@@ -520,6 +561,7 @@ func (s *site) outputs(policy awsiam.ManagedPolicy) {
 		out(tp.EnvVar, s.topics[tp.ID].TopicArn(), "the "+tp.ID+" topic")
 	}
 	out(outputs.AuthPolicyARN, policy.ManagedPolicyArn(), "attach to the auth servers' role")
+	out(outputs.AuthBusPolicyARN, busPolicy.ManagedPolicyArn(), "attach to the role of bus-only auth servers (ReadPath bus, no table access) instead")
 	out(outputs.Region, s.stack.Region(), "the site's region")
 }
 

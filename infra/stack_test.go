@@ -146,7 +146,7 @@ func TestNagCatchesFindings(t *testing.T) {
 // TestNagSuppressions: every suppression is on a named resource, carries its reason,
 // and is one this test knows of: adding one is a reviewed change.
 func TestNagSuppressions(t *testing.T) {
-	want := map[string][]string{"AuthServerPolicy": {"AwsSolutions-IAM5"}}
+	want := map[string][]string{"AuthServerPolicy": {"AwsSolutions-IAM5"}, "AuthServerBusPolicy": {"AwsSolutions-IAM5"}}
 	for name, tpl := range tpls {
 		got := map[string][]string{}
 		for id, r := range tpl["Resources"].(map[string]any) {
@@ -369,13 +369,22 @@ func TestFunctionLeastPrivilege(t *testing.T) {
 	}
 }
 
-func TestAuthServerPolicy(t *testing.T) {
+// TestAuthServerPolicies: the auth servers' policy and the bus-only one grant what the
+// client calls and nothing more; the bus-only one no table access at all; Subscribe only
+// of an instance queue of the site, as a queue.
+func TestAuthServerPolicies(t *testing.T) {
 	for name, tpl := range tpls {
 		sc := siteNamed(name)
 		topo := topoOf(t, sc)
 		ps := resources(tpl, "AWS::IAM::ManagedPolicy")
-		if len(ps) != 1 {
-			t.Fatalf("%s: %d managed policies, want the auth servers' one", name, len(ps))
+		byName := map[string]res{}
+		for _, p := range ps {
+			byName[str(p.Props["ManagedPolicyName"])] = p
+		}
+		direct, ok1 := byName["sessionha-"+sc.Name+"-auth-server"]
+		busOnly, ok2 := byName["sessionha-"+sc.Name+"-auth-server-bus"]
+		if len(ps) != 2 || !ok1 || !ok2 {
+			t.Fatalf("%s: managed policies %v, want sessionha-%s-auth-server and sessionha-%s-auth-server-bus", name, slices.Sorted(maps.Keys(byName)), sc.Name, sc.Name)
 		}
 		topic := func(id string) string {
 			tp, _ := topo.Topic(id)
@@ -385,30 +394,54 @@ func TestAuthServerPolicy(t *testing.T) {
 		prefix := "arn:<AWS::Partition>:"
 		account := ":" + acct(sc) + ":"
 		table := prefix + "dynamodb:" + sc.Region + account + "table/" + topo.Table.Name
-		var want []string
+		queues := prefix + "sqs:" + sc.Region + account + reply.Name + "-*"
+		var common []string
 		for _, id := range []string{topology.TopicOps, topology.TopicQuery, topology.TopicNotice} {
-			want = append(want, on(topic(id), "sns:Publish")...)
+			common = append(common, on(topic(id), "sns:Publish")...)
 		}
-		want = append(want, on("<"+resources(tpl, "AWS::KMS::Key")[0].ID+".Arn>", "kms:GenerateDataKey", "kms:Decrypt")...)
-		want = append(want, on(table, "dynamodb:GetItem")...)
-		want = append(want, on(table+"/index/"+topology.IndexByPrincipal, "dynamodb:Query")...)
-		want = append(want, on(prefix+"sqs:"+sc.Region+account+reply.Name+"-*",
-			"sqs:CreateQueue", "sqs:DeleteQueue", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:PurgeQueue")...)
+		common = append(common, on("<"+resources(tpl, "AWS::KMS::Key")[0].ID+".Arn>", "kms:GenerateDataKey", "kms:Decrypt")...)
+		common = append(common, on(queues, "sqs:GetQueueUrl", "sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes",
+			"sqs:TagQueue", "sqs:ListQueueTags", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:DeleteQueue")...)
+		common = append(common, on("*", "sqs:ListQueues")...)
 		for _, id := range []string{topology.TopicReply, topology.TopicNotice} {
-			want = append(want, on(topic(id), "sns:Subscribe", "sns:Unsubscribe", "sns:ListSubscriptionsByTopic")...)
+			common = append(common, on(topic(id), "sns:Subscribe", "sns:Unsubscribe", "sns:ListSubscriptionsByTopic")...)
 		}
-		slices.Sort(want)
-		if got := grants(statements(ps[0].Props["PolicyDocument"])); !slices.Equal(got, want) {
-			t.Errorf("%s: auth servers may\n  %s\nwant\n  %s", name, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+		wantDirect := append(slices.Clone(common), on(table, "dynamodb:GetItem")...)
+		wantDirect = append(wantDirect, on(table+"/index/"+topology.IndexByPrincipal, "dynamodb:Query")...)
+		for _, c := range []struct {
+			p    res
+			want []string
+		}{{direct, wantDirect}, {busOnly, common}} {
+			slices.Sort(c.want)
+			stmts := statements(c.p.Props["PolicyDocument"])
+			if got := grants(stmts); !slices.Equal(got, c.want) {
+				t.Errorf("%s: %s may\n  %s\nwant\n  %s", name, str(c.p.Props["ManagedPolicyName"]), strings.Join(got, "\n  "), strings.Join(c.want, "\n  "))
+			}
+			for _, st := range stmts {
+				if !slices.ContainsFunc(list(st["Action"]), func(a any) bool { return a == "sns:Subscribe" }) {
+					continue
+				}
+				cond, _ := st["Condition"].(map[string]any)
+				eq, _ := cond["StringEquals"].(map[string]any)
+				like, _ := cond["StringLike"].(map[string]any)
+				if len(list(st["Action"])) != 1 || str(eq["sns:Protocol"]) != "sqs" || flat(like["sns:Endpoint"]) != queues || len(cond) != 2 {
+					t.Errorf("%s: %s: sns:Subscribe granted as %v, want it alone, on condition sns:Protocol sqs and sns:Endpoint %s",
+						name, str(c.p.Props["ManagedPolicyName"]), st, queues)
+				}
+			}
 		}
-		if got := str(ps[0].Props["ManagedPolicyName"]); got != "sessionha-"+sc.Name+"-auth-server" {
-			t.Errorf("%s: policy name %s", name, got)
+		for _, g := range grants(statements(busOnly.Props["PolicyDocument"])) {
+			if strings.HasPrefix(g, "dynamodb:") {
+				t.Errorf("%s: the bus-only policy grants %s", name, g)
+			}
 		}
 	}
 }
 
 // TestNoWildcards: no identity policy grants an action pattern, or a resource pattern
-// other than the reply queues' prefix (suppressed, with its reason, on that policy).
+// other than the instance queues' prefix, or Resource * other than for sqs:ListQueues
+// (which has no resource-level permissions); both suppressed, with their reason, on the
+// auth server policies.
 func TestNoWildcards(t *testing.T) {
 	for name, tpl := range tpls {
 		reply, _ := topoOf(t, siteNamed(name)).Topic(topology.TopicReply)
@@ -416,6 +449,9 @@ func TestNoWildcards(t *testing.T) {
 			for _, p := range resources(tpl, typ) {
 				for _, g := range grants(statements(p.Props["PolicyDocument"])) {
 					action, resource, _ := strings.Cut(g, " on ")
+					if g == "sqs:ListQueues on *" && p.Type == "AWS::IAM::ManagedPolicy" {
+						continue
+					}
 					if strings.Contains(action, "*") || strings.Contains(resource, "*") && !strings.HasSuffix(resource, ":"+reply.Name+"-*") {
 						t.Errorf("%s: %s grants %s", name, p.ID, g)
 					}
@@ -432,7 +468,8 @@ func TestOutputs(t *testing.T) {
 		outs, _ := tpl["Outputs"].(map[string]any)
 		want := map[string]string{
 			outputs.Site: sc.Name, outputs.Table: topo.Table.Name, outputs.Region: sc.Region,
-			outputs.AuthPolicyARN: "<" + resources(tpl, "AWS::IAM::ManagedPolicy")[0].ID + ">",
+			outputs.AuthPolicyARN:    "<" + idOf(t, tpl, "AWS::IAM::ManagedPolicy", "ManagedPolicyName", "sessionha-"+sc.Name+"-auth-server") + ">",
+			outputs.AuthBusPolicyARN: "<" + idOf(t, tpl, "AWS::IAM::ManagedPolicy", "ManagedPolicyName", "sessionha-"+sc.Name+"-auth-server-bus") + ">",
 		}
 		for _, tp := range topo.Topics {
 			want[tp.EnvVar] = "<" + idOf(t, tpl, "AWS::SNS::Topic", "TopicName", tp.Name) + ">"

@@ -29,6 +29,10 @@ const (
 	// AuthPolicyARN is the managed policy to attach to the auth servers' role. Clients
 	// ignore it; it is in the env file so that scripts can attach it.
 	AuthPolicyARN = "SESSIONHA_AUTH_POLICY_ARN"
+	// AuthBusPolicyARN is the managed policy for bus-only auth servers (ReadPath bus):
+	// the same without table access. Not in Required: stacks deployed before it was
+	// added still give a whole env file.
+	AuthBusPolicyARN = "SESSIONHA_AUTH_BUS_POLICY_ARN"
 	// Region is the site's region: the SDK's own variable, as in the local site.env.
 	Region = "AWS_REGION"
 )

@@ -1,7 +1,8 @@
 package edge
 
 // AWS rules of SQS and SNS that fauxqs does not enforce, held at the edge so that tests
-// meet them before users do on AWS. Off by default (Gateway.EnforceAWSRules):
+// meet them before users do on AWS. Off in a Gateway by default (Options.EnforceAWSRules,
+// Gateway.EnforceAWSRules); the local stack (local/site) turns them on:
 //
 //   - A queue's name can be used again only QueueReuseDelay after its deletion:
 //     CreateQueue fails with QueueDeletedRecently.

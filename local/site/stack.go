@@ -57,6 +57,12 @@ type StackOptions struct {
 	// Replication configures the global table's replication between the regions' replicas
 	// (lag, jitter, seed). Default: replication.Options' defaults (500 ms ± 250 ms).
 	Replication replication.Options
+	// WithoutAWSRules turns off the AWS rules of SQS and SNS that the edge holds and
+	// fauxqs lacks (edge.Gateway.EnforceAWSRules: a queue's name reusable only 60 s after
+	// its deletion, one purge per 60 s, messages of the 60 s after a purge eaten, message
+	// sizes). Default false: the rules hold, as on AWS, so that code which breaks them
+	// fails here first. A test may still switch them with Stack.Edge.EnforceAWSRules.
+	WithoutAWSRules bool
 }
 
 // Stack is a running local stack: fauxqs (SNS and SQS of every region), one DynamoDB
@@ -181,7 +187,7 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	for _, region := range regions {
 		routes = append(routes, edge.Route{Service: "dynamodb", Region: region, URL: st.ddbServers[region].URL()})
 	}
-	if st.Edge, err = edge.NewGateway(edge.Options{Routes: routes}); err != nil {
+	if st.Edge, err = edge.NewGateway(edge.Options{Routes: routes, EnforceAWSRules: !o.WithoutAWSRules}); err != nil {
 		return nil, err
 	}
 	if len(regions) > 1 {

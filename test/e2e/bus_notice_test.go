@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sessionha/sessionha/client"
 	"github.com/sessionha/sessionha/infra/topology"
@@ -121,53 +124,86 @@ func TestBusRead(t *testing.T) {
 	}
 }
 
-// TestBusInstanceQueueLifecycle: an instance's queue exists while it is open, is removed
-// at Close, and an orphan left by a crash is taken over by the next Open of that id
-// without a second subscription.
+// TestBusInstanceQueueLifecycle: an instance's queue is made at its first Open, tagged
+// with its site, its id and when it was last seen alive, and outlives the process: it
+// stays, with its subscriptions, after a crash and after a clean Close alike, and the
+// next Open of that id takes it over as it is, without a second subscription, and reads
+// over the bus at once.
 func TestBusInstanceQueueLifecycle(t *testing.T) {
 	ctx := context.Background()
 	replyTopic := theSite.Outputs.TopicARNs[topology.TopicReply]
-	subsOf := func(instance string) int {
+	name := "lifecycle-" + randomSuffix()
+	queue := client.InstanceQueueName("local", name)
+	subs := func() int {
 		out, err := sns.NewFromConfig(theSite.AWS).ListSubscriptionsByTopic(ctx, &sns.ListSubscriptionsByTopicInput{TopicArn: aws.String(replyTopic)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := 0
 		for _, s := range out.Subscriptions {
-			if containsQueueName(aws.ToString(s.Endpoint), "sessionha-local-reply-"+instance) {
+			if containsQueueName(aws.ToString(s.Endpoint), queue) {
 				n++
 			}
 		}
 		return n
 	}
-	name := "orphan-" + randomSuffix()
-	crashed := openHA(t, name, busReader)
-	_ = crashed // never closed: as if its process died
-	if n := subsOf(name); n != 1 {
-		t.Fatalf("%d subscriptions for an open instance, want 1", n)
-	}
-	again := openHA(t, name, busReader) // the instance restarted with its id
-	if n := subsOf(name); n != 1 {
-		t.Fatalf("%d subscriptions after the restart, want 1 (the orphan's replaced)", n)
+	q := sqs.NewFromConfig(theSite.AWS)
+	tags := func() map[string]string {
+		t.Helper()
+		u, err := q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(queue)})
+		if err != nil {
+			t.Fatalf("the instance's queue %s: %v", queue, err)
+		}
+		tg, err := q.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: u.QueueUrl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tg.Tags
 	}
 	s, err := openHA(t, "writer-"+randomSuffix(), nil).Create(ctx, client.NewSession{Principal: "frank"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the restarted instance reads over the bus", func() (bool, string) {
-		_, err := again.Load(ctx, s.ID())
-		return err == nil, fmt.Sprint(err)
-	})
-	if err := again.Close(); err != nil {
+	eventually(t, "the session is in the table", func() (bool, string) { return tableItem(t, s.ID()) != nil, "not yet" })
+
+	crashed := startInstanceWith(t, name, "SESSIONHA_READ_PATH=bus")
+	if n := subs(); n != 1 {
+		t.Fatalf("%d subscriptions for an open instance, want 1", n)
+	}
+	tg := tags()
+	seen, err := time.Parse(time.RFC3339, tg["sessionha:last-seen"])
+	if tg["sessionha:site"] != "local" || tg["sessionha:instance"] != name || err != nil || time.Since(seen) > time.Minute {
+		t.Fatalf("tags of an open instance's queue: %v, want its site, its id and a last-seen time of now", tg)
+	}
+	u, err := q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(queue)})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if n := subsOf(name); n != 0 {
-		t.Errorf("%d subscriptions after Close, want 0", n)
+	a, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: u.QueueUrl,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll}})
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-func containsQueueName(arn, name string) bool {
-	return len(arn) >= len(name) && arn[len(arn)-len(name):] == name
+	checkInstanceQueuePolicy(t, a.Attributes)
+	crashed.kill()
+	for i, how := range []string{"after a crash", "after a clean Close"} {
+		again := openHA(t, name, busReader) // the instance restarted with its id
+		if n := subs(); n != 1 {
+			t.Fatalf("%s: %d subscriptions after the restart, want 1 (the predecessor's, kept)", how, n)
+		}
+		if _, err := again.Load(ctx, s.ID()); err != nil {
+			t.Fatalf("%s: the restarted instance's first bus read: %v", how, err)
+		}
+		if err := again.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n := subs(); n != 1 {
+			t.Errorf("%s: %d subscriptions after Close, want 1: the queue stays, subscribed, for the next Open", how, n)
+		}
+		if tg := tags(); tg["sessionha:instance"] != name {
+			t.Errorf("%s (round %d): the queue's tags after Close: %v", how, i, tg)
+		}
+	}
 }
 
 // TestLogoutEverywhere: a logout on A is refused by B at once, B's cached copy
@@ -235,4 +271,45 @@ func TestLogoutEverywhere(t *testing.T) {
 	if got := otherSite.Stats().Notices; got != 0 {
 		t.Errorf("an instance of another site with scope site took %d notices of this site", got)
 	}
+}
+
+// checkInstanceQueuePolicy checks an instance queue's attributes: a short retention, and
+// a policy that lets only the site's topics deliver and refuses every request not made
+// over TLS.
+func checkInstanceQueuePolicy(t *testing.T, attrs map[string]string) {
+	t.Helper()
+	arn := attrs["QueueArn"]
+	var doc struct {
+		Statement []struct {
+			Effect    string
+			Principal any
+			Action    any
+			Resource  string
+			Condition map[string]map[string]any
+		}
+	}
+	if err := json.Unmarshal([]byte(attrs["Policy"]), &doc); err != nil {
+		t.Fatalf("the instance queue's policy %q: %v", attrs["Policy"], err)
+	}
+	tls, deliver := false, false
+	for _, st := range doc.Statement {
+		switch {
+		case st.Effect == "Deny" && fmt.Sprint(st.Action) == "sqs:*" && st.Resource == arn && fmt.Sprint(st.Condition["Bool"]["aws:SecureTransport"]) == "false":
+			tls = true
+		case st.Effect == "Allow" && fmt.Sprint(st.Action) == "sqs:SendMessage" && st.Resource == arn && st.Condition["ArnEquals"]["aws:SourceArn"] != nil:
+			deliver = true
+		default:
+			t.Errorf("the instance queue's policy has an unexpected statement: %+v", st)
+		}
+	}
+	if !tls || !deliver {
+		t.Errorf("the instance queue's policy %s: want a TLS-only Deny and the topics' delivery on %s", attrs["Policy"], arn)
+	}
+	if attrs["MessageRetentionPeriod"] != "300" {
+		t.Errorf("the instance queue keeps messages for %ss, want 300", attrs["MessageRetentionPeriod"])
+	}
+}
+
+func containsQueueName(arn, name string) bool {
+	return len(arn) >= len(name) && arn[len(arn)-len(name):] == name
 }

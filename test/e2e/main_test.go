@@ -101,6 +101,10 @@ type Reply struct {
 	Principal string            `json:"principal,omitempty"`
 	Attrs     map[string]string `json:"attrs,omitempty"`
 	Mode      string            `json:"mode,omitempty"`
+
+	Notices     int64 `json:"notices,omitempty"`
+	BusQueries  int64 `json:"busQueries,omitempty"`
+	BusTimeouts int64 `json:"busTimeouts,omitempty"`
 }
 
 // instance is one auth server process.

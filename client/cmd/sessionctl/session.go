@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -231,7 +229,9 @@ func showValue(v []byte) string {
 
 // openStore opens the client library as an auth server would, for the cluster. With
 // notices false it neither publishes nor takes destroy notices, so that it makes no queue
-// of its own (a store with notices makes one at Open and removes it at Close).
+// of its own. A store with notices makes one at Open; without SESSIONHA_INSTANCE_ID the
+// client makes the instance id up, and then removes the queue at Close (no later run has
+// that id), rather than leave one per run for the sweep.
 func (a *app) openStore(ctx context.Context, cluster string, notices bool) (*client.Store, error) {
 	cfg, err := client.ConfigFromEnv()
 	if err != nil {
@@ -241,11 +241,6 @@ func (a *app) openStore(ctx context.Context, cluster string, notices bool) (*cli
 	cfg.ReadPath = client.ReadDirect // sessionctl reads the table itself
 	if !notices {
 		cfg.NoticeScope = client.NoticeOff
-	}
-	if env("SESSIONHA_INSTANCE_ID") == "" {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		cfg.InstanceID = "sessionctl-" + hex.EncodeToString(b[:])
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if cfg.Persistence != "" && cfg.Persistence != client.PersistenceHA {

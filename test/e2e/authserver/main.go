@@ -18,7 +18,7 @@ import (
 
 // Command is one request from the test.
 type Command struct {
-	Cmd       string            `json:"cmd"` // create, load, set, delete, destroy
+	Cmd       string            `json:"cmd"` // create, load, set, delete, destroy, stats
 	ID        string            `json:"id,omitempty"`
 	Principal string            `json:"principal,omitempty"`
 	MaxIdle   string            `json:"maxIdle,omitempty"`
@@ -35,6 +35,10 @@ type Reply struct {
 	Principal string            `json:"principal,omitempty"`
 	Attrs     map[string]string `json:"attrs,omitempty"`
 	Mode      string            `json:"mode,omitempty"`
+	// stats: the store's counters the tests read.
+	Notices     int64 `json:"notices,omitempty"`
+	BusQueries  int64 `json:"busQueries,omitempty"`
+	BusTimeouts int64 `json:"busTimeouts,omitempty"`
 }
 
 func main() {
@@ -116,6 +120,9 @@ func do(ctx context.Context, store *client.Store, c Command) Reply {
 			return fail(err)
 		}
 		return Reply{OK: true}
+	case "stats":
+		st := store.Stats()
+		return Reply{OK: true, Notices: st.Notices, BusQueries: st.BusQueries, BusTimeouts: st.BusTimeouts}
 	}
 	return Reply{Err: fmt.Sprintf("unknown command %q", c.Cmd)}
 }
