@@ -229,6 +229,8 @@ func For(site Site, table string) (Topology, error) {
 				"SESSIONHA_TABLE":           "table:" + table,
 				"SESSIONHA_SITE":            site.Name,
 				"SESSIONHA_TOMBSTONE_GRACE": s.TombstoneGrace.String(),
+				// Superseded notices: instances serving sessions from memory learn of takeovers.
+				"SESSIONHA_NOTICE_TOPIC_ARN": "topic:" + TopicNotice,
 			},
 		}, {
 			ID: FunctionSessionQuery, Name: name("sessionquery"), Queue: QueueQuery,

@@ -95,7 +95,7 @@ func New(db record.DB, cfg Config, log *slog.Logger) (*Handler, error) {
 // The counters of a batch, published as metrics. Destroyed counts the applied destroys
 // (logouts that reached the table), a subset of Applied: sessionctl stats shows it as
 // amsessiondb's "deletes".
-var metricNames = []string{"Applied", "Unchanged", "Rejected", "Failed", "Reads", "Writes", "Conflicts", "Destroyed"}
+var metricNames = []string{"Applied", "Unchanged", "Rejected", "Failed", "Reads", "Writes", "Conflicts", "Destroyed", "Superseded", "SupersededFailed"}
 
 // Handle applies every record of the batch and reports the ones that failed.
 func (h *Handler) Handle(ctx context.Context, ev lambdaevents.SQSEvent) (lambdaevents.SQSEventResponse, error) {
@@ -124,7 +124,7 @@ func (h *Handler) apply(ctx context.Context, rec *lambdaevents.SQSMessage, c *ba
 			"receiveCount", rec.Attributes["ApproximateReceiveCount"], "bytes", len(rec.Body), "reason", err.Error())
 		return fmt.Errorf("%w: %w", errRejected, err)
 	}
-	res, st, err := h.table.Apply(ctx, ToRecordOp(op))
+	res, st, err := h.table.Apply(withCounters(ctx, c), ToRecordOp(op)) // owner.go counts its notices
 	c.Add("Reads", int64(st.Reads))
 	c.Add("Writes", int64(st.Writes))
 	c.Add("Conflicts", int64(st.Conflicts))
