@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -59,6 +60,7 @@ type inbox struct {
 
 	subMu   sync.Mutex // guards missing, and subs once receiving
 	missing []string   // topics not yet subscribed: the bus was down at Open
+	failing atomic.Bool // the last receive failed: notices may be late (owner.go)
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -177,8 +179,8 @@ func (b *inbox) subscribe(ctx context.Context, topic string) (transient bool, er
 	switch {
 	case topic == cfg.ReplyTopicARN:
 		attrs["FilterPolicy"] = fmt.Sprintf(`{"requester":[%q]}`, cfg.InstanceID)
-	case cfg.NoticeScope == NoticeSite:
-		attrs["FilterPolicy"] = fmt.Sprintf(`{"site":[%q]}`, cfg.Site)
+	default: // the notice topic
+		attrs["FilterPolicy"] = noticeFilter(cfg) // owner.go
 	}
 	out, err := b.sn.Subscribe(ctx, &sns.SubscribeInput{
 		TopicArn: aws.String(topic), Protocol: aws.String("sqs"), Endpoint: aws.String(b.arn),
@@ -224,6 +226,7 @@ func (b *inbox) receive(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			b.failing.Store(true)
 			b.s.log.Warn("receive on this instance's queue failed; retrying", "reason", err.Error(), "in", wait.String())
 			select {
 			case <-ctx.Done():
@@ -234,6 +237,7 @@ func (b *inbox) receive(ctx context.Context) {
 			continue
 		}
 		wait = 100 * time.Millisecond
+		b.failing.Store(false)
 		var done []sqstypes.DeleteMessageBatchRequestEntry
 		for i, m := range out.Messages {
 			b.handle(m)
@@ -247,9 +251,14 @@ func (b *inbox) receive(ctx context.Context) {
 	}
 }
 
-// handle routes one message: a reply carries the "requester" attribute, a notice "site".
+// handle routes one message: a reply carries the "requester" attribute, a superseded
+// notice "owner", a destroy notice "site".
 func (b *inbox) handle(m sqstypes.Message) {
 	body := []byte(aws.ToString(m.Body))
+	if _, ok := m.MessageAttributes["owner"]; ok {
+		b.s.superseded(body) // owner.go
+		return
+	}
 	if _, ok := m.MessageAttributes["requester"]; ok {
 		r, err := events.DecodeReply(body)
 		if err != nil {

@@ -12,10 +12,13 @@ import (
 
 // The read path: Load, from this instance's memory, the table or the bus.
 
-// Load returns the session with the given id. With persistence ha it is the newer of this
-// instance's copy (so an instance reads its own writes before they are applied) and the
-// table's strongly consistent one; if the table cannot be read, this instance's copy if it
-// has one. It fails with ErrNotFound for an id that is unknown, expired or destroyed.
+// Load returns the session with the given id. With persistence ha, a session this
+// instance owns (Reads owner: it wrote the newest version it knows of, and no superseded
+// notice says otherwise) is served from memory with no AWS call; any other is the newer
+// of this instance's copy (so an instance reads its own writes before they are applied)
+// and the table's strongly consistent one (or the answer over the bus); if the table
+// cannot be read, this instance's copy if it has one. It fails with ErrNotFound for an id
+// that is unknown, expired or destroyed.
 func (s *Store) Load(ctx context.Context, id string) (*Session, error) {
 	if !s.enter() {
 		return nil, ErrClosed
@@ -38,9 +41,10 @@ func (s *Store) Load(ctx context.Context, id string) (*Session, error) {
 		mine    *Session
 		ver     string
 		pending bool
+		owned   bool
 	)
 	if e := s.cache.use(key); e != nil {
-		mine, ver, pending = e.sess.clone(), e.ver, e.pinned()
+		mine, ver, pending, owned = e.sess.clone(), e.ver, e.pinned(), e.owned
 		if !now.Before(mine.expiresAt()) {
 			if !pending {
 				s.cache.drop(key)
@@ -52,6 +56,10 @@ func (s *Store) Load(ctx context.Context, id string) (*Session, error) {
 	if mine != nil {
 		s.stats.cacheHits.Add(1)
 		mine.id = id
+		if owned && s.ownerReads() {
+			s.stats.ownedLoads.Add(1)
+			return mine, nil // the owner's copy is the newest: no AWS call
+		}
 	}
 	switch {
 	case s.table != nil && s.cfg.ReadPath == ReadBus:
@@ -130,7 +138,7 @@ func (s *Store) resolve(id, key string, it *record.Item, mine *Session, ver stri
 	case e == nil:
 		s.cache.add(&entry{key: key, sess: sess.clone(), ver: it.Version})
 	case !e.pinned() && e.ver < it.Version:
-		e.sess, e.ver = sess.clone(), it.Version
+		e.sess, e.ver, e.owned = sess.clone(), it.Version, false // another instance wrote since
 	}
 	s.mu.Unlock()
 	sess.id = id

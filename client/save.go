@@ -114,11 +114,18 @@ func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKin
 	switch {
 	case keep != nil:
 		err = s.keep(keep...)
+		if err == nil && s.cfg.SaveWait == SaveApplied {
+			err = errNotApplied
+		}
 	case op != nil:
 		err = s.sendNow(ctx, op)
+		if err == nil && s.cfg.SaveWait == SaveApplied {
+			err = s.waitApplied(ctx, own.key, op.ver)
+		}
 	}
 	if err != nil && kind == events.OpCreate {
-		// The caller never learns the id, so nobody could use the session.
+		// The caller never learns the id, so nobody could use the session (one that is
+		// sent, or journaled, is stored and expires unused).
 		s.mu.Lock()
 		s.cache.drop(own.key)
 		s.mu.Unlock()
@@ -141,7 +148,26 @@ func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKin
 // crash, by the next Open of this instance (see Mode). If ctx ends while publishing, the
 // error wraps ctx's and the change is still sent later. An expired or destroyed session
 // fails with ErrNotFound.
+//
+// With SaveWait applied (or SaveApplied), Save returns once the change is in the table.
 func (s *Store) Save(ctx context.Context, sess *Session) error {
+	return s.save(ctx, sess, s.cfg.SaveWait == SaveApplied)
+}
+
+// SaveApplied is Save that returns once the change is in the table, whatever SaveWait
+// says, so that another instance that takes the session over right after (a failover)
+// reads it: it reads the table (ReadPath direct) or asks over the bus (bus) until the
+// stored version is the change's or newer, for at most MaxWait, then fails with an error
+// wrapping ErrTimeout (the change is published, and is applied later). With time-based
+// frequency it sends the session's pending changes at once. With nothing to send it
+// waits for this instance's last change to the session. While the store is degraded the
+// change is journaled as Save does, and SaveApplied fails with ErrUnavailable: it cannot
+// be applied before the bus is back. A session destroyed meanwhile fails with ErrNotFound.
+func (s *Store) SaveApplied(ctx context.Context, sess *Session) error {
+	return s.save(ctx, sess, true)
+}
+
+func (s *Store) save(ctx context.Context, sess *Session, wait bool) error {
 	if !s.enter() {
 		return ErrClosed
 	}
@@ -201,7 +227,11 @@ func (s *Store) Save(ctx context.Context, sess *Session) error {
 		changed = len(snap.changed) > 0 || due
 	}
 	if !changed {
+		last := e.ver // this instance's last change, if it was the last writer
 		s.mu.Unlock()
+		if wait && s.table != nil && !fresh && last != "" && writerOf(last) == s.cfg.InstanceID {
+			return s.waitApplied(ctx, sess.key, last)
+		}
 		return nil
 	}
 	if attrs != nil {
@@ -237,6 +267,9 @@ func (s *Store) Save(ctx context.Context, sess *Session) error {
 			}
 		}
 		op = s.sendNowLocked(e)
+		if op == nil && wait && s.bus != nil && s.Mode() == ModeFailover {
+			op = s.buildLocked(e, false) // time-based: this call sends the session now
+		}
 		keep = s.keepIfDegradedLocked(e)
 	}
 	s.cache.add(e)
@@ -244,9 +277,15 @@ func (s *Store) Save(ctx context.Context, sess *Session) error {
 	sess.saved(snap.gen, now)
 	switch {
 	case keep != nil:
-		return s.keep(keep...)
+		if err := s.keep(keep...); err != nil || !wait {
+			return err
+		}
+		return errNotApplied
 	case op != nil:
-		return s.sendNow(ctx, op)
+		if err := s.sendNow(ctx, op); err != nil || !wait || s.files != nil {
+			return err
+		}
+		return s.waitApplied(ctx, sess.key, op.ver)
 	}
 	return nil
 }

@@ -94,7 +94,7 @@ func (s *Store) buildLocked(e *entry, full bool) *outOp {
 		}
 		slices.Sort(msg.Remove)
 	}
-	e.ver = record.Version(hlc, s.cfg.InstanceID)
+	e.ver, e.owned = record.Version(hlc, s.cfg.InstanceID), true // the newest version this instance knows of is its own
 	e.inflight++
 	return &outOp{
 		key: e.key, hashed: msg.ID, kind: msg.Op, msg: msg, e: e, seq: e.seq, ver: e.ver,
