@@ -6,12 +6,13 @@ import "container/list"
 // Every field is guarded by Store.mu, but written, which fileStore.mu guards.
 type entry struct {
 	key  string
-	sess *Session // private: callers get clones; never holds the id in clear
-	ver  string   // record version (hlc/writer) the copy reflects; "" if unknown
+	sess *Session      // private: callers get clones; never holds the id in clear
+	ver  string        // record version (hlc/writer) the copy reflects; "" if unknown
+	elem *list.Element // in the LRU while evictable, nil while pinned
+
 	// owned: this instance wrote ver, and no superseded notice has said that another
 	// instance wrote since (owner.go): with owner reads, Load serves the copy as it is.
 	owned bool
-	elem  *list.Element // in the LRU while evictable, nil while pinned
 
 	// What is not yet persisted, each as the seq of the change that last needed it, so
 	// that a send built at seq N clears only what it carried: a change made while it was

@@ -58,8 +58,9 @@ type inbox struct {
 	mu      sync.Mutex
 	waiters map[string]chan *events.Reply // by request id
 
-	subMu   sync.Mutex  // guards missing, and subs once receiving
-	missing []string    // topics not yet subscribed: the bus was down at Open
+	subMu   sync.Mutex // guards missing, and subs once receiving
+	missing []string   // topics not yet subscribed: the bus was down at Open
+
 	failing atomic.Bool // the last receive failed: notices may be late (owner.go)
 
 	stop context.CancelFunc
