@@ -124,14 +124,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		bus := sns.NewFromConfig(*awsCfg)
 		s.bus, s.index = bus, db
 		s.table = &record.Table{DB: db, Name: cfg.Table}
+		if err := claimInstance(cfg.InstanceID); err != nil { // startup.go
+			return nil, err
+		}
+		if err := s.checkResources(ctx, db, bus, awsCfg.Region); err != nil {
+			releaseInstance(cfg.InstanceID)
+			return nil, err
+		}
 		replayed, err := s.openJournal()
 		if err != nil {
+			releaseInstance(cfg.InstanceID)
 			return nil, err
 		}
 		if cfg.ReadPath == ReadBus || cfg.NoticeScope != NoticeOff {
 			ib, err := s.openInbox(ctx, sqs.NewFromConfig(*awsCfg), bus)
 			if err != nil {
 				s.journal.close(false)
+				releaseInstance(cfg.InstanceID)
 				return nil, err
 			}
 			s.inbox = ib
@@ -188,6 +197,9 @@ func (s *Store) Close() error {
 				s.log.Warn("could not remove this instance's queue; the next Open with this instance id takes it over", "reason", ierr.Error())
 			}
 			cancel()
+		}
+		if s.cfg.Persistence == PersistenceHA {
+			releaseInstance(s.cfg.InstanceID)
 		}
 	})
 	if errors.Is(err, ErrClosed) {
