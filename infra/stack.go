@@ -435,7 +435,8 @@ func (s *site) dashboard() {
 // authServerPolicy is what an auth server's client needs, and nothing more: publish
 // operations, queries and destroy notices; read sessions directly (consistent GetItem,
 // Query on the per-user index); own the per-instance reply queues it creates at Open and
-// deletes at Close, and subscribe them to the reply and notice topics.
+// deletes at Close, and subscribe them to the reply and notice topics; describe the
+// table and the topics at Open (its start-up checks).
 func (s *site) authServerPolicy() awsiam.ManagedPolicy {
 	topicARNs := func(ids ...string) []*string {
 		var arns []*string
@@ -476,6 +477,10 @@ func (s *site) authServerPolicy() awsiam.ManagedPolicy {
 				"sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:PurgeQueue",
 			}, replyQueues),
 			stmt("SubscribeRepliesNotices", []string{"sns:Subscribe", "sns:Unsubscribe", "sns:ListSubscriptionsByTopic"}, topicARNs(topology.TopicReply, topology.TopicNotice)...),
+			// Open's start-up checks: the table (with its index) and every topic exists
+			// and can be used, so a wrong name stops Open instead of the first request.
+			stmt("CheckTableAtOpen", []string{"dynamodb:DescribeTable"}, s.tableARN),
+			stmt("CheckTopicsAtOpen", []string{"sns:GetTopicAttributes"}, topicARNs(topology.TopicOps, topology.TopicQuery, topology.TopicReply, topology.TopicNotice)...),
 		},
 	})
 	cdknag.NagSuppressions_AddResourceSuppressions(policy, &[]*cdknag.NagPackSuppression{{

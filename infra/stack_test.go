@@ -394,6 +394,12 @@ func TestAuthServerPolicy(t *testing.T) {
 		for _, id := range []string{topology.TopicReply, topology.TopicNotice} {
 			want = append(want, on(topic(id), "sns:Subscribe", "sns:Unsubscribe", "sns:ListSubscriptionsByTopic")...)
 		}
+
+		// Open's start-up checks.
+		want = append(want, on(table, "dynamodb:DescribeTable")...)
+		for _, id := range []string{topology.TopicOps, topology.TopicQuery, topology.TopicReply, topology.TopicNotice} {
+			want = append(want, on(topic(id), "sns:GetTopicAttributes")...)
+		}
 		slices.Sort(want)
 		if got := grants(statements(ps[0].Props["PolicyDocument"])); !slices.Equal(got, want) {
 			t.Errorf("%s: auth servers may\n  %s\nwant\n  %s", name, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
