@@ -24,6 +24,8 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		"SESSIONHA_MAX_SESSIONS":    "lots",
 		"SESSIONHA_FILE_DIR":        "relative/dir",
 		"SESSIONHA_JOURNAL_DIR":     "journal",
+		"SESSIONHA_READS":           "sometimes",
+		"SESSIONHA_SAVE_WAIT":       "forever",
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -49,7 +51,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		"SESSIONHA_PERSISTENCE": "memory", "SESSIONHA_FREQUENCY": "time-based", "SESSIONHA_SCOPE": "modified-session",
 		"SESSIONHA_READ_PATH": "bus", "SESSIONHA_MAX_WAIT": "250ms", "SESSIONHA_FLUSH_INTERVAL": "3s",
 		"SESSIONHA_MAX_SESSIONS": "42", "SESSIONHA_FILE_DIR": "/var/lib/sessions", "SESSIONHA_PUBLISH_TIMEOUT": "750ms",
-		"SESSIONHA_JOURNAL_DIR": "/var/lib/sessionha",
+		"SESSIONHA_JOURNAL_DIR": "/var/lib/sessionha", "SESSIONHA_READS": "always", "SESSIONHA_SAVE_WAIT": "applied",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -62,7 +64,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		QueryTopicARN: "arn:q", ReplyTopicARN: "arn:r", NoticeTopicARN: "arn:n", Persistence: PersistenceMemory,
 		Frequency: FrequencyTimeBased, Scope: ScopeModifiedSession, ReadPath: ReadBus, MaxWait: 250 * time.Millisecond,
 		FlushInterval: 3 * time.Second, MaxSessions: 42, Dir: "/var/lib/sessions", PublishTimeout: 750 * time.Millisecond,
-		JournalDir: "/var/lib/sessionha"}
+		JournalDir: "/var/lib/sessionha", Reads: ReadsAlways, SaveWait: SaveApplied}
 	if c != want {
 		t.Fatalf("got %+v\nwant %+v", c, want)
 	}
