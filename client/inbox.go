@@ -238,7 +238,9 @@ func (b *inbox) receive(ctx context.Context) {
 			continue
 		}
 		wait = 100 * time.Millisecond
-		b.failing.Store(false)
+		if b.failing.Swap(false) {
+			b.s.disownAll() // notices may have been lost meanwhile (owner.go)
+		}
 		var done []sqstypes.DeleteMessageBatchRequestEntry
 		for i, m := range out.Messages {
 			b.handle(m)

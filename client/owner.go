@@ -27,7 +27,8 @@ import (
 // undone by a read of the older item.
 //
 // Owner reads stop (every Load reads) while the instance cannot hear notices: while it is
-// degraded, before its queue is subscribed, and while receives from its queue fail.
+// degraded, before its queue is subscribed, and while receives from its queue fail; after
+// such a gap it owns nothing until it writes again, since notices may have been lost.
 
 // ownerReads reports whether Load may serve an owned session from memory now.
 func (s *Store) ownerReads() bool {
@@ -68,6 +69,21 @@ func (s *Store) superseded(body []byte) {
 		e.owned = false
 	}
 	s.mu.Unlock()
+}
+
+// disownAll makes this instance own nothing: after a gap in which it could not hear
+// notices (its queue keeps them for 5 minutes only), any copy may have been superseded.
+// Its next write of a session makes it the owner again.
+func (s *Store) disownAll() {
+	s.mu.Lock()
+	s.disownAllLocked()
+	s.mu.Unlock()
+}
+
+func (s *Store) disownAllLocked() {
+	for _, e := range s.cache.entries {
+		e.owned = false
+	}
 }
 
 // writerOf is the writer part of a record version (hlc/writer).

@@ -426,6 +426,7 @@ func (s *Store) degrade(cause error) {
 	}
 	s.mode.Store(int32(ModeDegraded))
 	s.degradedAt = time.Now()
+	s.disownAllLocked() // owner.go: notices may be lost meanwhile; what recovery sends is owned again
 	pending := len(s.cache.pending) + len(s.destroys)
 	// What was acknowledged before the switch and is not yet sent (time-based changes,
 	// sends under way) is journaled too: from now on it waits for the bus.

@@ -297,3 +297,57 @@ func TestOwnerReadsStopWhileDegraded(t *testing.T) {
 		t.Fatalf("a degraded owner's Load made calls %v, want one GetItem", got)
 	}
 }
+
+// TestOwnerReadsStopWhileItsQueueIsOutOfReach: while receives from the instance's queue
+// fail, notices cannot reach it, so every Load reads; once they work again it owns
+// nothing (notices may have been lost meanwhile) until it writes the session again.
+func TestOwnerReadsStopWhileItsQueueIsOutOfReach(t *testing.T) {
+	ctx := context.Background()
+	cfg, n := counted()
+	a := openHA(t, "q-own-a-"+randomSuffix(), func(c *client.Config) { c.AWS = cfg })
+	s, err := a.Create(ctx, client.NewSession{Principal: "tove"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the create applied", func() (bool, string) { return tableItem(t, s.ID()) != nil, "" })
+	loadReads := func() (bool, string) {
+		n.take()
+		if _, err := a.Load(ctx, s.ID()); err != nil {
+			return false, err.Error()
+		}
+		got := n.take()
+		return got["DynamoDB.GetItem"] == 1, fmt.Sprint(got)
+	}
+	if ok, got := loadReads(); ok {
+		t.Fatalf("the owner read the table with its queue in reach: %s", got)
+	}
+	theSite.Edge.SetFault("sqs", edge.FaultRefuse)
+	t.Cleanup(func() { theSite.Edge.SetFault("sqs", edge.FaultNone) })
+	eventually(t, "A reads the table while its queue is out of reach", loadReads) // once its long poll ends
+	theSite.Edge.SetFault("sqs", edge.FaultNone)
+	// A logout elsewhere: its notice reaching A shows that A receives again.
+	b := openHA(t, "q-own-b-"+randomSuffix(), nil)
+	other, err := b.Create(ctx, client.NewSession{Principal: "ulla"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notices := a.Stats().Notices
+	if err := b.Destroy(ctx, other.ID()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "A receives again", func() (bool, string) {
+		st := a.Stats()
+		return st.Notices > notices, fmt.Sprint(st.Notices)
+	})
+	// Receiving again, it still reads: the copy may have been superseded meanwhile.
+	if ok, got := loadReads(); !ok {
+		t.Fatalf("after the gap A served its copy without reading: %s", got)
+	}
+	s.Set("k", []byte("v"))
+	if err := a.Save(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if ok, got := loadReads(); ok {
+		t.Fatalf("A wrote the session again, yet reads it: %s", got)
+	}
+}
