@@ -142,7 +142,10 @@ func (u usage) describe() string {
 	var parts []string
 	for _, op := range slices.Sorted(maps.Keys(u.Ops)) {
 		svc, name, _ := strings.Cut(op, " ")
-		parts = append(parts, fmt.Sprintf("%s %s %s", strings.ToUpper(svc[:1])+svc[1:], name, num(u.calls(op))))
+		if n, ok := serviceNames[svc]; ok {
+			svc = n
+		}
+		parts = append(parts, fmt.Sprintf("%s %s %s", svc, name, num(u.calls(op))))
 	}
 	for _, id := range slices.Sorted(maps.Keys(u.Invocations)) {
 		parts = append(parts, fmt.Sprintf("Lambda %s %s invocations, %s ms billed", id,
@@ -153,6 +156,8 @@ func (u usage) describe() string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+var serviceNames = map[string]string{"dynamodb": "DynamoDB", "sns": "SNS", "sqs": "SQS"}
 
 func num(x float64) string {
 	if x == math.Trunc(x) {

@@ -351,3 +351,36 @@ func TestOwnerReadsStopWhileItsQueueIsOutOfReach(t *testing.T) {
 		t.Fatalf("A wrote the session again, yet reads it: %s", got)
 	}
 }
+
+// TestOwnerOnTheBusPathAsksNothing: an instance that reads over the bus sends no query
+// for a session it owns; for one another instance wrote, it asks.
+func TestOwnerOnTheBusPathAsksNothing(t *testing.T) {
+	ctx := context.Background()
+	cfg, n := counted()
+	c := openHA(t, "bus-own-c-"+randomSuffix(), func(c *client.Config) { busReader(c); c.AWS = cfg })
+	a := openHA(t, "bus-own-a-"+randomSuffix(), nil)
+	mine, err := c.Create(ctx, client.NewSession{Principal: "vera"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := a.Create(ctx, client.NewSession{Principal: "walt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.take()
+	for range 20 {
+		if _, err := c.Load(ctx, mine.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := n.String(); got != "" {
+		t.Fatalf("Loads of its own session over the bus made calls: %s, want none", got)
+	}
+	eventually(t, "C reads A's session over the bus", func() (bool, string) {
+		_, err := c.Load(ctx, theirs.ID())
+		return err == nil, fmt.Sprint(err)
+	})
+	if got := n.take(); got["SNS.Publish"] == 0 {
+		t.Fatalf("a Load of another instance's session over the bus made calls %v, want a query", got)
+	}
+}
