@@ -227,8 +227,18 @@ func (s *Store) save(ctx context.Context, sess *Session, wait bool) error {
 		changed = len(snap.changed) > 0 || due
 	}
 	if !changed {
+		var op *outOp
+		if wait && !fresh && s.bus != nil && e.unsent() && s.Mode() == ModeFailover {
+			op = s.buildLocked(e, false) // time-based changes still held: this call sends them
+			s.cache.settle(e)
+		}
 		last := e.ver // this instance's last change, if it was the last writer
 		s.mu.Unlock()
+		if op != nil {
+			if err := s.sendNow(ctx, op); err != nil {
+				return err
+			}
+		}
 		if wait && s.table != nil && !fresh && last != "" && writerOf(last) == s.cfg.InstanceID {
 			return s.waitApplied(ctx, sess.key, last)
 		}

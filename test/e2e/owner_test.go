@@ -265,6 +265,22 @@ func TestSaveApplied(t *testing.T) {
 			readElsewhere(s.ID(), v)
 		}
 	}
+	// A SaveApplied that changes nothing more sends what a time-based store still holds.
+	tm := openHA(t, "applied-m-"+randomSuffix(), func(c *client.Config) {
+		c.Frequency, c.Scope = client.FrequencyTimeBased, client.ScopeModifiedSession
+	})
+	held, err := tm.Create(ctx, client.NewSession{Principal: "rosa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held.Set("k", []byte("held"))
+	if err := tm.Save(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	if err := tm.SaveApplied(ctx, held); err != nil {
+		t.Fatalf("SaveApplied with nothing new, on a time-based store holding changes: %v", err)
+	}
+	readElsewhere(held.ID(), "held")
 	if st := a.Stats(); st.AppliedWaits != 4 || st.AppliedTimeouts != 0 {
 		t.Fatalf("the applied store waited %d times (%d timeouts), want 4 and 0", st.AppliedWaits, st.AppliedTimeouts)
 	}
