@@ -141,11 +141,13 @@ func TestBusInstanceQueueLifecycle(t *testing.T) {
 		return n
 	}
 	name := "orphan-" + randomSuffix()
-	crashed := openHA(t, name, busReader)
-	_ = crashed // never closed: as if its process died
+	// An auth server process reading over the bus, SIGKILLed: its queue is an orphan.
+	// (One process holds an instance id once: a second Store of it is refused.)
+	crashed := startInstanceWith(t, name, "SESSIONHA_READ_PATH=bus")
 	if n := subsOf(name); n != 1 {
 		t.Fatalf("%d subscriptions for an open instance, want 1", n)
 	}
+	crashed.kill()
 	again := openHA(t, name, busReader) // the instance restarted with its id
 	if n := subsOf(name); n != 1 {
 		t.Fatalf("%d subscriptions after the restart, want 1 (the orphan's replaced)", n)
