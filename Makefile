@@ -32,14 +32,14 @@ $(DEPS): local/package.json local/package-lock.json
 ## build: every package, the operator tools, and the functions as Lambda arm64 bootstraps
 build: lambdas
 	$(GO) build ./...
-	$(GO) build -o bin/sessionctl ./client/cmd/sessionctl
+	$(GO) build -buildvcs=auto -o bin/sessionctl ./client/cmd/sessionctl
 
 ## lambdas: each functions/<id> as bin/lambda/<id>/bootstrap for provided.al2023 arm64
 ## (the directory is the function's CDK asset)
 .PHONY: lambdas
 lambdas:
 	@for f in functions/*/; do f=$$(basename $$f); \
-	  CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -buildvcs=auto -tags lambda.norpc -trimpath -ldflags='-s -w' \
 	    -o bin/lambda/$$f/bootstrap ./functions/$$f || exit 1; \
 	  echo "bin/lambda/$$f/bootstrap $$(stat -c %s bin/lambda/$$f/bootstrap) bytes"; done
 

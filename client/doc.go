@@ -127,8 +127,9 @@
 // logouts, and sends them all once the bus answers (an instance can start while the bus
 // is down). Close sends what it can and removes the journal, or leaves what it could not
 // send in it for the next Open. Mode says which mode the store is in; each switch is
-// logged and counted (Stats), so an operator knows that sessions were not failover-safe
-// meanwhile.
+// logged and counted (Stats, with the time spent degraded), so an operator knows that
+// sessions were not failover-safe meanwhile; client/otelmetrics exports Stats as
+// OpenTelemetry metrics, and the client itself imports no OpenTelemetry.
 //
 // # Ids and errors
 //

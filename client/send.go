@@ -486,6 +486,7 @@ func (s *Store) recoverBus(ctx context.Context) bool {
 	}
 	s.mode.Store(int32(ModeFailover))
 	degradedFor := time.Since(s.degradedAt)
+	s.stats.degraded.Add(int64(degradedFor))
 	s.mu.Unlock()
 	s.stats.modeSwitches.Add(1)
 	s.log.Info("session store back in failover mode: the bus answers again",
@@ -572,6 +573,7 @@ func (s *Store) finalFlush() error {
 	} else if _, err := s.flush(ctx, false); err != nil {
 		s.log.Warn("flush at Close failed", "reason", err.Error())
 	}
+	s.stopDegradedClock()
 	s.mu.Lock()
 	n := len(s.cache.pending) + len(s.destroys)
 	keep := s.keepPendingLocked()

@@ -1,7 +1,7 @@
 // Command sessionop is the Lambda function that applies session operations from the ops
 // queue to the session table. Build it as a provided.al2023 bootstrap:
 //
-//	CGO_ENABLED=0 GOARCH=arm64 go build -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./functions/sessionop
+//	CGO_ENABLED=0 GOARCH=arm64 go build -buildvcs=auto -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./functions/sessionop
 package main
 
 import (
@@ -18,11 +18,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/sessionha/sessionha/functions/sessionop/handler"
+	"github.com/sessionha/sessionha/internal/buildinfo"
 	"github.com/sessionha/sessionha/internal/lambdaenv"
 )
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	buildinfo.Log(log.With("function", "sessionop")) // once per environment: which code answers
 	if dir := os.Getenv("SESSIONHA_CPUPROFILE"); dir != "" {
 		profile(dir, log)
 	}

@@ -1,7 +1,7 @@
 // Command sessionquery is the Lambda function that answers failover queries from the
 // query queue on the reply topic. Build it as a provided.al2023 bootstrap:
 //
-//	CGO_ENABLED=0 GOARCH=arm64 go build -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./functions/sessionquery
+//	CGO_ENABLED=0 GOARCH=arm64 go build -buildvcs=auto -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./functions/sessionquery
 package main
 
 import (
@@ -13,11 +13,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/sessionha/sessionha/functions/sessionquery/handler"
+	"github.com/sessionha/sessionha/internal/buildinfo"
 	"github.com/sessionha/sessionha/internal/lambdaenv"
 )
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	buildinfo.Log(log.With("function", "sessionquery")) // once per environment: which code answers
 	cfg, err := handler.ConfigFromEnv()
 	if err != nil {
 		log.Error("bad configuration", "reason", err.Error())

@@ -85,6 +85,7 @@ type Replica struct {
 	nextSub int
 
 	requests  atomic.Int64
+	counts    requestCounts // successful requests by table and operation (requests.go)
 	stop      chan struct{}
 	sweepDone chan struct{}
 	closeOnce sync.Once
@@ -158,6 +159,7 @@ func (r *Replica) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// benchmark) can tell the emulator's share from the rest.
 	pprof.Do(req.Context(), profileLabels, func(context.Context) {
 		st, v := r.handle(op, body)
+		r.counts.count(op, st, body)
 		writeJSON(w, st, v)
 	})
 }

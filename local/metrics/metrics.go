@@ -2,7 +2,9 @@
 // print their counters as CloudWatch embedded-metric-format (EMF) lines, which Lambda's
 // log pipeline turns into metrics on AWS; locally a Collector reads the same lines from
 // the functions' output and keeps cumulative counters, served as JSON by the edge at
-// Path (`sessionctl stats` reads them through SESSIONHA_METRICS_URL).
+// Path (`sessionctl stats` reads them through SESSIONHA_METRICS_URL). Next to them it
+// serves the table's request counts (CountTables), which AWS publishes as AWS/DynamoDB
+// metrics: every read of the table, the auth servers' own direct reads included.
 //
 // Only the lines' metric values are read; every other field of a line (and every line
 // that is not EMF) is ignored and never kept, since function logs may carry session data.
@@ -33,6 +35,11 @@ type Snapshot struct {
 	Functions map[string]map[string]float64 `json:"functions"`
 	// Lines is how many EMF lines were counted.
 	Lines int64 `json:"lines"`
+	// Tables maps a table to its successful requests by DynamoDB operation ("GetItem",
+	// "PutItem", ...) since the local DynamoDB started: what AWS/DynamoDB's
+	// SuccessfulRequestLatency SampleCount by TableName and Operation says on AWS. Empty
+	// without CountTables.
+	Tables map[string]map[string]float64 `json:"tables"`
 }
 
 // Collector is an io.Writer for the functions' output that sums the EMF metrics of the
@@ -45,6 +52,7 @@ type Collector struct {
 	partial []byte // an unterminated line, until its end arrives
 	counts  map[string]map[string]float64
 	lines   int64
+	tables  TableCounts // nil: none
 }
 
 // New returns a Collector of namespace's metrics ("sessionha" for the functions).
@@ -133,13 +141,34 @@ func (c *Collector) line(b []byte) {
 	}
 }
 
+// TableCounts returns successful requests by table and DynamoDB operation, as
+// local/dynamo's Replica.RequestCounts does.
+type TableCounts func() map[string]map[string]int64
+
+// CountTables makes every Snapshot carry the request counts f returns (the site's
+// region's local DynamoDB), in Snapshot.Tables.
+func (c *Collector) CountTables(f TableCounts) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tables = f
+}
+
 // Snapshot returns the totals so far.
 func (c *Collector) Snapshot() Snapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := Snapshot{Since: c.since, At: time.Now(), Namespace: c.namespace, Functions: map[string]map[string]float64{}, Lines: c.lines}
+	s := Snapshot{Since: c.since, At: time.Now(), Namespace: c.namespace, Functions: map[string]map[string]float64{},
+		Lines: c.lines, Tables: map[string]map[string]float64{}}
 	for fn, m := range c.counts {
 		s.Functions[fn] = maps.Clone(m)
+	}
+	if c.tables != nil {
+		for table, ops := range c.tables() {
+			s.Tables[table] = map[string]float64{}
+			for op, n := range ops {
+				s.Tables[table][op] = float64(n)
+			}
+		}
 	}
 	return s
 }

@@ -70,3 +70,27 @@ func TestCollectorSums(t *testing.T) {
 		t.Errorf("POST: %d, want 405", rec.Code)
 	}
 }
+
+// TestCountTables: the snapshot carries the table counts of its source, as of the call,
+// and none without one.
+func TestCountTables(t *testing.T) {
+	c := New("sessionha")
+	if s := c.Snapshot(); len(s.Tables) != 0 {
+		t.Errorf("tables without a source: %v", s.Tables)
+	}
+	n := int64(0)
+	c.CountTables(func() map[string]map[string]int64 {
+		n++
+		return map[string]map[string]int64{"sessions": {"GetItem": n, "PutItem": 2}}
+	})
+	c.Snapshot()
+	rec := httptest.NewRecorder()
+	c.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, Path, nil))
+	var got Snapshot
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Tables["sessions"]["GetItem"] != 2 || got.Tables["sessions"]["PutItem"] != 2 {
+		t.Errorf("tables %v, want GetItem 2 (read at each snapshot) and PutItem 2", got.Tables)
+	}
+}

@@ -84,7 +84,8 @@ type Site struct {
 	// AWS is an SDK configuration that reaches the site through the edge port, in the
 	// site's region.
 	AWS aws.Config
-	// Metrics sums the functions' EMF metric lines, as CloudWatch would on AWS; the edge
+	// Metrics sums the functions' EMF metric lines, as CloudWatch would on AWS, and
+	// carries the region's table request counts (AWS/DynamoDB's metrics there); the edge
 	// serves it at MetricsPath (SESSIONHA_METRICS_URL in Env).
 	Metrics *metrics.Collector
 	// MetricsPath is where the edge serves Metrics: metrics.Path for the primary site
@@ -122,6 +123,7 @@ func (st *Stack) startSite(ctx context.Context, topo topology.Topology, bootstra
 	s := &Site{Topology: topo, Stack: st, Replica: st.Replicas[region], Fauxqs: st.Fauxqs, Edge: st.Edge,
 		Functions: map[string]*lambdarunner.Func{}, AWS: st.awsConfig(region),
 		Metrics: metrics.New("sessionha"), fnEnv: o.FunctionEnv}
+	s.Metrics.CountTables(s.Replica.RequestCounts) // as AWS/DynamoDB's metrics: every reader's requests
 	s.MetricsPath = metrics.Path + "/" + topo.Site.Name
 	if err := st.Edge.Handle(s.MetricsPath, s.Metrics); err != nil {
 		return nil, err
@@ -255,6 +257,8 @@ func (s *Site) stopFunctions() {
 // BuildFunctions builds the bootstrap of each function (folders under functions/) for
 // this machine, as Lambda's provided.al2023 runtime would run them (static, no RPC), and
 // returns their paths by ID. Go's build cache makes a rebuild of unchanged code quick.
+// The commit is stamped in each (-buildvcs=auto, whatever GOFLAGS says) when moduleRoot
+// is a git checkout, so that the functions' first log line names it.
 func BuildFunctions(ctx context.Context, moduleRoot, outDir string, ids ...string) (map[string]string, error) {
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goBin); err != nil {
@@ -263,12 +267,21 @@ func BuildFunctions(ctx context.Context, moduleRoot, outDir string, ids ...strin
 		}
 	}
 	paths := map[string]string{}
-	for _, id := range ids {
-		out := filepath.Join(outDir, id, "bootstrap")
-		cmd := exec.CommandContext(ctx, goBin, "build", "-tags", "lambda.norpc", "-trimpath", "-o", out, "./functions/"+id)
+	build := func(id, out, vcs string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, goBin, "build", "-buildvcs="+vcs, "-tags", "lambda.norpc", "-trimpath", "-o", out, "./functions/"+id)
 		cmd.Dir = moduleRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if msg, err := cmd.CombinedOutput(); err != nil {
+		return cmd.CombinedOutput()
+	}
+	for _, id := range ids {
+		out := filepath.Join(outDir, id, "bootstrap")
+		msg, err := build(id, out, "auto")
+		if err != nil && strings.Contains(string(msg), "error obtaining VCS status") {
+			// git is there but refuses the checkout (another owner, say): build without the
+			// commit rather than not at all; the build line then says "unknown".
+			msg, err = build(id, out, "false")
+		}
+		if err != nil {
 			return nil, fmt.Errorf("build function %s: %v\n%s", id, err, msg)
 		}
 		paths[id] = out

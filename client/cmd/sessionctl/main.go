@@ -1,7 +1,7 @@
 // Command sessionctl operates a sessionha session store: it makes or checks the table,
 // clears a cluster's sessions, prints the functions' counters every few seconds (as
-// amsessiondb's -i did), shows, lists and logs out sessions, and lists and redrives the
-// dead-letter queues.
+// amsessiondb's -i did), shows, lists and logs out sessions, lists and redrives the
+// dead-letter queues, and names the build it runs (version).
 //
 //	sessionctl --env-file local/.run/site.env stats -i 5
 //	sessionctl --outputs cdk-outputs.json --site eu dlq list
@@ -74,7 +74,7 @@ type command struct {
 var commands []*command // filled by init functions of the command files
 
 // helpOrder is the order of the commands in the usage.
-var helpOrder = []string{"create-store", "clear-store", "stats", "get", "destroy", "list", "revoke", "dlq list", "dlq redrive"}
+var helpOrder = []string{"create-store", "clear-store", "stats", "get", "destroy", "list", "revoke", "dlq list", "dlq redrive", "version"}
 
 func findCommand(name string) *command {
 	for _, c := range commands {

@@ -55,7 +55,8 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmpDir)
 	ctlBin = filepath.Join(tmpDir, "sessionctl")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", ctlBin, ".")
+	// -buildvcs=auto as make build: the commit is stamped in a git checkout (TestVersion).
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-buildvcs=auto", "-o", ctlBin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build sessionctl: %v\n%s", err, out)
 		return 1

@@ -22,22 +22,29 @@ func init() {
 		summary: "print requests, reads, writes, deletes and dead-letter queues every interval",
 		help: `
 Prints, every -i seconds (as amsessiondb -i did), the site's totals and rates of:
-  requests  messages the functions took: session ops delivered to sessionop, plus
-            failover queries delivered to sessionquery
-  reads     failover queries answered over the bus (sessionquery). Direct reads, which
-            auth servers make on the table themselves, are not seen by the functions:
-            the client counts them (client.Store.Stats)
+  requests  session ops delivered to sessionop, failover queries sessionquery refused,
+            and reads
+  reads     reads of sessions in the table, by every reader: the auth servers' direct
+            reads (ReadPath direct), the failover queries sessionquery answers (ReadPath
+            bus), and the reads an instance makes for a logout. Counted where they
+            happen, at the table: its successful GetItem, BatchGetItem and
+            TransactGetItems requests, less the reads sessionop makes itself to merge
+            a write (its Reads metric). Index queries (List, Revoke, the session cap)
+            are not reads of a session
   writes    session ops applied to the table (sessionop Applied)
   deletes   destroys applied (sessionop Destroyed)
   rejected  messages that can never apply (they go to the DLQ); failed: writes that
             failed and will be retried
 and the depth of each dead-letter queue with the age of its oldest message.
 
-Where the numbers come from: with SESSIONHA_METRICS_URL set (the local site's site.env
-sets it) from the local stack's collector of the functions' metric lines, totals since
-the site started; without it from CloudWatch (namespace sessionha, dimension function;
-the functions publish in embedded metric format), totals since stats started, which
-CloudWatch reports a minute or two late. A dead-letter queue's depth comes from SQS; the
+Where the numbers come from: the functions' counters (namespace sessionha, dimension
+function; the functions print them in CloudWatch's embedded metric format) and the
+table's requests (AWS/DynamoDB SuccessfulRequestLatency, its SampleCount by TableName
+and Operation, in the site's region). With SESSIONHA_METRICS_URL set (the local site's
+site.env sets it) both come from the local stack's collector, which keeps the same
+counts (the local DynamoDB counts its requests as CloudWatch does), totals since the
+site started; without it from CloudWatch, totals since stats started, which CloudWatch
+reports a minute or two late. A dead-letter queue's depth comes from SQS; the
 age of its oldest message from CloudWatch (AWS/SQS ApproximateAgeOfOldestMessage) on AWS,
 and locally, where there is no CloudWatch, by looking at its messages' SentTimestamp
 (each is hidden for a moment while stats looks).
@@ -67,12 +74,25 @@ type totals struct {
 	requests, reads, writes, deletes, rejected, failed float64
 }
 
-// fromFunctions maps the functions' metrics to totals.
-func fromFunctions(f map[string]map[string]float64) totals {
+// readOps are the DynamoDB operations that read items by key: every session read,
+// whoever makes it, is one of these on the table.
+var readOps = []string{"GetItem", "BatchGetItem", "TransactGetItems"}
+
+// toTotals maps the functions' metrics (function -> metric -> total) and the table's
+// successful requests (operation -> total) to totals.
+func toTotals(f map[string]map[string]float64, table map[string]float64) totals {
 	op, q := f["sessionop"], f["sessionquery"]
+	var tableReads float64
+	for _, o := range readOps {
+		tableReads += table[o]
+	}
+	// sessionop reads an item to merge a write into it (record.Table.Apply): a write's
+	// cost, not a read of the session. Its Reads metric counts failed reads too, and the
+	// two sources may lag each other by a minute on AWS: never below zero.
+	reads := max(tableReads-op["Reads"], 0)
 	return totals{
-		requests: op["Applied"] + op["Unchanged"] + op["Rejected"] + op["Failed"] + q["Queries"] + q["Rejected"],
-		reads:    q["Queries"],
+		requests: op["Applied"] + op["Unchanged"] + op["Rejected"] + op["Failed"] + q["Rejected"] + reads,
+		reads:    reads,
 		writes:   op["Applied"],
 		deletes:  op["Destroyed"],
 		rejected: op["Rejected"] + q["Rejected"],
@@ -80,7 +100,7 @@ func fromFunctions(f map[string]map[string]float64) totals {
 	}
 }
 
-// counterSource reads the functions' counters.
+// counterSource reads the functions' counters and the table's requests.
 type counterSource interface {
 	read(ctx context.Context) (totals, error)
 	since() string
@@ -91,8 +111,8 @@ var metricsClient = &http.Client{Timeout: 10 * time.Second}
 
 // localSource reads the local stack's collector (SESSIONHA_METRICS_URL).
 type localSource struct {
-	url     string
-	started time.Time
+	url, table string
+	started    time.Time
 }
 
 func (l *localSource) read(ctx context.Context) (totals, error) {
@@ -112,26 +132,32 @@ func (l *localSource) read(ctx context.Context) (totals, error) {
 	var snap struct {
 		Since     time.Time                     `json:"since"`
 		Functions map[string]map[string]float64 `json:"functions"`
+		Tables    map[string]map[string]float64 `json:"tables"`
 	}
 	if err := json.Unmarshal(body, &snap); err != nil {
 		return totals{}, fmt.Errorf("the local metrics at %s are not what sessionctl expects: %w", l.url, err)
 	}
+	if snap.Tables == nil {
+		return totals{}, fmt.Errorf("the local metrics at %s carry no table counts: is the local site older than this sessionctl?", l.url)
+	}
 	l.started = snap.Since
-	return fromFunctions(snap.Functions), nil
+	return toTotals(snap.Functions, snap.Tables[l.table]), nil
 }
 
 func (l *localSource) since() string {
 	return "since the site started at " + l.started.Local().Format("15:04:05")
 }
 
-// cloudWatchSource sums the functions' metrics in CloudWatch since it was made.
+// cloudWatchSource sums the functions' metrics and the table's requests in CloudWatch
+// since it was made.
 type cloudWatchSource struct {
 	cw      *cloudwatch.Client
+	table   string
 	started time.Time
 }
 
 var functionMetrics = map[string][]string{
-	"sessionop":    {"Applied", "Unchanged", "Rejected", "Failed", "Destroyed"},
+	"sessionop":    {"Applied", "Unchanged", "Rejected", "Failed", "Destroyed", "Reads"},
 	"sessionquery": {"Queries", "Rejected", "Failed"},
 }
 
@@ -155,7 +181,25 @@ func (c *cloudWatchSource) read(ctx context.Context) (totals, error) {
 			})
 		}
 	}
+	// The table's reads: every reader's, from DynamoDB's own metrics.
+	tableOps := map[string]string{}
+	for _, op := range readOps {
+		id := fmt.Sprintf("t%d", len(tableOps))
+		tableOps[id] = op
+		queries = append(queries, cwtypes.MetricDataQuery{
+			Id: aws.String(id),
+			MetricStat: &cwtypes.MetricStat{
+				Metric: &cwtypes.Metric{Namespace: aws.String("AWS/DynamoDB"), MetricName: aws.String("SuccessfulRequestLatency"),
+					Dimensions: []cwtypes.Dimension{
+						{Name: aws.String("TableName"), Value: aws.String(c.table)},
+						{Name: aws.String("Operation"), Value: aws.String(op)},
+					}},
+				Period: aws.Int32(period), Stat: aws.String("SampleCount"),
+			},
+		})
+	}
 	f := map[string]map[string]float64{"sessionop": {}, "sessionquery": {}}
+	table := map[string]float64{}
 	p := cloudwatch.NewGetMetricDataPaginator(c.cw, &cloudwatch.GetMetricDataInput{
 		StartTime: aws.Time(start), EndTime: aws.Time(end), MetricDataQueries: queries,
 	})
@@ -165,13 +209,17 @@ func (c *cloudWatchSource) read(ctx context.Context) (totals, error) {
 			return totals{}, explain(err, "CloudWatch GetMetricData (without SESSIONHA_METRICS_URL, stats reads CloudWatch)")
 		}
 		for _, r := range out.MetricDataResults {
-			n := names[aws.ToString(r.Id)]
+			id := aws.ToString(r.Id)
 			for _, v := range r.Values {
-				f[n[0]][n[1]] += v
+				if op, ok := tableOps[id]; ok {
+					table[op] += v
+				} else if n, ok := names[id]; ok {
+					f[n[0]][n[1]] += v
+				}
 			}
 		}
 	}
-	return fromFunctions(f), nil
+	return toTotals(f, table), nil
 }
 
 func (c *cloudWatchSource) since() string {
@@ -250,10 +298,10 @@ func (a *app) stats(ctx context.Context, interval time.Duration, count int) erro
 		ages ageSource
 	)
 	if u := env("SESSIONHA_METRICS_URL"); u != "" {
-		src, ages = &localSource{url: u}, peekAge(q, a.now)
+		src, ages = &localSource{url: u, table: topo.Table.Name}, peekAge(q, a.now)
 	} else {
 		cw := c.cloudwatch()
-		src, ages = &cloudWatchSource{cw: cw, started: a.now()}, cloudWatchAge(cw)
+		src, ages = &cloudWatchSource{cw: cw, table: topo.Table.Name, started: a.now()}, cloudWatchAge(cw)
 	}
 	dlqs := make([]*dlqState, len(deadQueues))
 	for i, dq := range deadQueues {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -628,14 +629,21 @@ func describe(pids []int) string {
 	return strings.Join(out, "; ")
 }
 
+// freePort finds a free port below Linux's ephemeral range (32768 and up), where the
+// kernel never hands out ports to the listeners and connections of other processes: a
+// port from that range, freed again for localsite to take, may be taken meanwhile.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port found in 20000-31999")
+	return 0
 }
 
 // syncBuffer is a bytes.Buffer safe for the command's output goroutines and the test.
