@@ -71,11 +71,26 @@ SOAK_HISTORIES ?= 10000
 soak: $(DEPS)
 	$(GO) test -count=1 -timeout 30m -run '^TestReplay$$' -v ./test/replay -histories $(SOAK_HISTORIES) $(if $(SEED),-seed $(SEED))
 
-## bench: measure DESIGN.md's "Numbers to hold" against the raw emulators (about a minute;
-## never part of make test) and write BENCHMARKS.md and the README's Numbers table.
+## bench: measure DESIGN.md's "Numbers to hold" against the raw emulators, and the peer,
+## scs with Redis (a few minutes; never part of make test), and write BENCHMARKS.md and the
+## README's Numbers table.
 ## BENCH_FLAGS='-sessionha.cpuprofile /tmp/pipeline.prof -sessionha.fnprofile /tmp/fn' profiles.
-bench: $(DEPS)
+bench: $(DEPS) redis-server
 	$(GO) test -count=1 -timeout 15m -run '^TestBench$$' -v ./test/bench -sessionha.bench $(BENCH_FLAGS)
+
+## redis-server: the peer's store for the bench (a Debian package, installed when missing
+## and root, with its service kept from starting); the bench starts and stops its own on
+## 127.0.0.1.
+.PHONY: redis-server
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's redis-server for the bench's peer (apt-get)"; \
+	    p=/usr/sbin/policy-rc.d; made=; \
+	    [ -e $$p ] || { printf '#!/bin/sh\nexit 101\n' > $$p && chmod 755 $$p && made=1; }; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; rc=$$?; \
+	    [ -z "$$made" ] || rm -f $$p; exit $$rc; \
+	  else echo "redis-server not found: the bench's peer needs it (Debian: apt-get install redis-server)" >&2; exit 1; fi; }
 
 clean:
 	rm -rf bin local/.run cdk.out test-output

@@ -10,6 +10,10 @@ type entry struct {
 	ver  string        // record version (hlc/writer) the copy reflects; "" if unknown
 	elem *list.Element // in the LRU while evictable, nil while pinned
 
+	// owned: this instance wrote ver, and no superseded notice has said that another
+	// instance wrote since (owner.go): with owner reads, Load serves the copy as it is.
+	owned bool
+
 	// What is not yet persisted, each as the seq of the change that last needed it, so
 	// that a send built at seq N clears only what it carried: a change made while it was
 	// on its way stays to be sent.

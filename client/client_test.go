@@ -26,6 +26,8 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		"SESSIONHA_JOURNAL_DIR":        "journal",
 		"SESSIONHA_SWEEP_QUEUES_EVERY": "never",
 		"SESSIONHA_ORPHAN_QUEUE_AGE":   "1m", // below the least
+		"SESSIONHA_READS":              "sometimes",
+		"SESSIONHA_SAVE_WAIT":          "forever",
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -52,6 +54,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		"SESSIONHA_READ_PATH": "bus", "SESSIONHA_MAX_WAIT": "250ms", "SESSIONHA_FLUSH_INTERVAL": "3s",
 		"SESSIONHA_MAX_SESSIONS": "42", "SESSIONHA_FILE_DIR": "/var/lib/sessions", "SESSIONHA_PUBLISH_TIMEOUT": "750ms",
 		"SESSIONHA_JOURNAL_DIR": "/var/lib/sessionha", "SESSIONHA_SWEEP_QUEUES_EVERY": "off", "SESSIONHA_ORPHAN_QUEUE_AGE": "2h",
+		"SESSIONHA_READS": "always", "SESSIONHA_SAVE_WAIT": "applied",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -64,7 +67,8 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		QueryTopicARN: "arn:q", ReplyTopicARN: "arn:r", NoticeTopicARN: "arn:n", Persistence: PersistenceMemory,
 		Frequency: FrequencyTimeBased, Scope: ScopeModifiedSession, ReadPath: ReadBus, MaxWait: 250 * time.Millisecond,
 		FlushInterval: 3 * time.Second, MaxSessions: 42, Dir: "/var/lib/sessions", PublishTimeout: 750 * time.Millisecond,
-		JournalDir: "/var/lib/sessionha", SweepQueuesEvery: -1, OrphanQueueAge: 2 * time.Hour}
+		JournalDir: "/var/lib/sessionha", SweepQueuesEvery: -1, OrphanQueueAge: 2 * time.Hour,
+		Reads: ReadsAlways, SaveWait: SaveApplied}
 	if c != want {
 		t.Fatalf("got %+v\nwant %+v", c, want)
 	}

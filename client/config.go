@@ -58,6 +58,26 @@ const (
 	NoticeAll  NoticeScope = "all"  // every site's notices (sites that share the notice topic)
 )
 
+// Reads is when Load reads the table (or asks over the bus) rather than serving this
+// instance's own copy.
+type Reads string
+
+const (
+	// ReadsOwner: an instance serves the sessions it owns from memory, with no AWS call;
+	// it reads the others.
+	ReadsOwner Reads = "owner"
+	// ReadsAlways: every Load reads, for a load balancer that is not sticky.
+	ReadsAlways Reads = "always"
+)
+
+// SaveWait is what Create and Save wait for before they return (web-method frequency).
+type SaveWait string
+
+const (
+	SavePublished SaveWait = "published" // the bus took the change
+	SaveApplied   SaveWait = "applied"   // the change is in the table
+)
+
 // Config configures a Store. The zero value of every field means the default named in its
 // comment; ConfigFromEnv fills it from SESSIONHA_* variables. Open validates it.
 type Config struct {
@@ -93,6 +113,22 @@ type Config struct {
 	// MaxWait bounds a read over the bus (SESSIONHA_MAX_WAIT, a Go duration). Default 5 s,
 	// the old products' Maximum Wait Time.
 	MaxWait time.Duration
+	// Reads is owner or always (SESSIONHA_READS). With owner, an instance that owns a
+	// session (it wrote the newest version it knows of, and no superseded notice says
+	// another instance wrote since) serves Load from memory with no AWS call; it reads
+	// the table (or asks over the bus) for the sessions it does not own, and while it
+	// cannot hear notices (degraded, or its queue unreachable). With always, every Load
+	// reads, as a load balancer that is not sticky needs (see the package doc). Default
+	// owner when notices are on (NoticeScope site or all), else always: ownership moves
+	// by notices, so Open refuses owner without them.
+	Reads Reads
+	// SaveWait is published or applied (SESSIONHA_SAVE_WAIT): whether Create, Save and
+	// SaveAs return once the change is published, or once it is in the table, so that
+	// a failover right after cannot miss it (SaveApplied waits for one call whatever
+	// this says). Waiting reads the table (ReadPath direct) or asks over the bus (bus)
+	// until the stored version is the change's or newer, for at most MaxWait, then fails
+	// with ErrTimeout. Web-method frequency only. Default published.
+	SaveWait SaveWait
 	// MaxSessions bounds the sessions held in memory, least recently used going first
 	// (SESSIONHA_MAX_SESSIONS), like Sun ONE's maxSessions and amsessiondb's cache size.
 	// With persistence memory an evicted session is gone; with file and ha it is read
@@ -174,6 +210,8 @@ var envVars = []struct {
 	{"SESSIONHA_SCOPE", func(c *Config, v string) error { c.Scope = Scope(v); return nil }},
 	{"SESSIONHA_READ_PATH", func(c *Config, v string) error { c.ReadPath = ReadPath(v); return nil }},
 	{"SESSIONHA_MAX_WAIT", func(c *Config, v string) (err error) { c.MaxWait, err = parseDuration(v); return }},
+	{"SESSIONHA_READS", func(c *Config, v string) error { c.Reads = Reads(v); return nil }},
+	{"SESSIONHA_SAVE_WAIT", func(c *Config, v string) error { c.SaveWait = SaveWait(v); return nil }},
 	{"SESSIONHA_MAX_SESSIONS", func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
@@ -275,6 +313,15 @@ func (c Config) withDefaults() Config {
 			c.NoticeScope = NoticeSite
 		}
 	}
+	if c.Reads == "" {
+		c.Reads = ReadsAlways
+		if c.NoticeScope != NoticeOff {
+			c.Reads = ReadsOwner
+		}
+	}
+	if c.SaveWait == "" {
+		c.SaveWait = SavePublished
+	}
 	if c.PurgeDelay == 0 {
 		c.PurgeDelay = 10 * time.Minute
 	}
@@ -325,6 +372,8 @@ func (c Config) validate() error {
 		oneOf("Scope", "SESSIONHA_SCOPE", c.Scope, ScopeSession, ScopeModifiedSession, ScopeModifiedAttribute),
 		oneOf("ReadPath", "SESSIONHA_READ_PATH", c.ReadPath, ReadDirect, ReadBus),
 		oneOf("NoticeScope", "SESSIONHA_NOTICE_SCOPE", c.NoticeScope, NoticeOff, NoticeSite, NoticeAll),
+		oneOf("Reads", "SESSIONHA_READS", c.Reads, ReadsOwner, ReadsAlways),
+		oneOf("SaveWait", "SESSIONHA_SAVE_WAIT", c.SaveWait, SavePublished, SaveApplied),
 	}
 	for _, err := range checks {
 		if err != nil {
@@ -394,6 +443,12 @@ func (c Config) validateOpen() error {
 	}
 	if c.Persistence == PersistenceHA && (c.ReadPath == ReadBus || c.NoticeScope != NoticeOff) && !queueSite.MatchString(c.Site) {
 		return fmt.Errorf("client: Site (SESSIONHA_SITE) %q: an instance with a queue of its own (ReadPath bus, or notices) needs a site of 1-%d characters of A-Z, a-z, 0-9, '_' and '-', which its queue's name is made of", c.Site, maxQueueSite)
+	}
+	if c.Persistence == PersistenceHA && c.Reads == ReadsOwner && c.NoticeScope == NoticeOff {
+		return fmt.Errorf(`client: Reads (SESSIONHA_READS) "owner" needs notices (NoticeScope, SESSIONHA_NOTICE_SCOPE, site or all, and NoticeTopicARN, SESSIONHA_NOTICE_TOPIC_ARN): without them an instance cannot learn that another took a session over, and would serve its old copy; set Reads to "always", or turn notices on`)
+	}
+	if c.Persistence == PersistenceHA && c.SaveWait == SaveApplied && c.Frequency == FrequencyTimeBased {
+		return fmt.Errorf(`client: SaveWait (SESSIONHA_SAVE_WAIT) "applied" needs Frequency (SESSIONHA_FREQUENCY) "web-method": with time-based frequency a Save sends nothing before it returns (SaveApplied still sends and waits for one call)`)
 	}
 	return nil
 }

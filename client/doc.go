@@ -51,6 +51,13 @@
 //     all: which destroy notices this instance publishes and takes, as OpenAM's logout
 //     broadcast; a notice makes every instance drop its copy and refuse the id at once,
 //     for PurgeDelay (SESSIONHA_PURGE_DELAY).
+//   - Reads (SESSIONHA_READS): owner (default with notices) or always. With owner, an
+//     instance serves the sessions it owns from memory, with no AWS call (see Owner reads);
+//     with always, every Load reads the table (or asks over the bus). Owner needs notices:
+//     Open refuses it with NoticeScope off, and always is the default then.
+//   - SaveWait (SESSIONHA_SAVE_WAIT): published (default: Create and Save return once the
+//     bus took the change) or applied (once it is in the table, read back within MaxWait,
+//     else ErrTimeout); Store.SaveApplied waits for one call whatever the setting.
 //   - MaxSessionsPerPrincipal (SESSIONHA_MAX_SESSIONS_PER_PRINCIPAL): a cap on a user's
 //     sessions; the oldest goes.
 //   - JournalDir (SESSIONHA_JOURNAL_DIR): where degraded mode journals what it
@@ -66,6 +73,43 @@
 //     queues not seen alive for OrphanQueueAge (default 1 h) about every
 //     SweepQueuesEvery (default 1 h, at random); so does SweepInstanceQueues, which
 //     `sessionctl sweep-queues` runs.
+//
+// # Owner reads
+//
+// An instance owns a session when it wrote the newest version it knows of (it created or
+// saved it) and no superseded notice has said that another instance wrote since; with
+// Reads owner it answers Load of an owned session from memory, with no AWS call, as the
+// old products' home server did. Ownership moves by writing: when another instance saves
+// the session (a failover), the sessionop function, which merges every op into the table
+// and so alone sees both writers at once, publishes a superseded notice to the old owner's
+// queue just before the write, and the old owner's next Load reads the table (or asks over
+// the bus). make bench measures how long after the write is applied the old owner still
+// serves its copy (BENCHMARKS.md, "Owner reads"): tens of milliseconds on the local stack,
+// the time of SNS's fan-out to a queue and one receive. Owner reads stop, and every Load
+// reads, while the instance cannot hear notices: degraded, before its queue is
+// subscribed, and while receives from it fail. A logout elsewhere reaches the owner by its
+// destroy notice, and by a superseded notice too.
+//
+// A load balancer that is not sticky sends one user's requests to two instances at once.
+// Each save moves ownership to its instance, and until the other hears of it (the bound
+// above, after the save is applied, which itself takes tens of milliseconds), the other
+// answers from its own copy: a request there does not see the change just made on the
+// first instance (a cart item seems to vanish, then comes back), and a whole-session save
+// made there in that window (scope session) overwrites it for good. Reads always does not
+// serve from memory, but reads the table, which has the change only once it is applied;
+// with SaveWait applied too, each save is in the table when the response leaves, and a
+// request that follows it on any instance sees it. Sticky sessions, the usual setting,
+// need neither: owner reads are then exact.
+//
+// # Start-up checks
+//
+// With persistence ha, Open describes the table (it must exist, have the session table's
+// key and the per-user index) and every topic it is configured with (GetTopicAttributes),
+// and fails at once with an error naming the resource and what is wrong, when one does not
+// exist or these credentials may not use it; a check that gets no answer does not stop it
+// (an instance may start while the bus is down: it starts degraded). An instance id is
+// open in one Store of a process at a time: a second Open of it fails (and one in another
+// process, by the journal's lock).
 //
 // # Sessions per user
 //
@@ -102,9 +146,10 @@
 // the table key, every message and every file carry the cluster and the SHA-256 of the
 // id, and no log line carries either.
 //
-// Load returns the newer of this instance's own copy (so an instance reads its own
-// writes before they are applied) and the table's strongly consistent copy, and never an
-// expired or destroyed session: errors.Is(err, ErrNotFound). Other errors wrap
+// Load returns an owned session from memory, any other as the newer of this instance's
+// own copy (so an instance reads its own writes before they are applied) and the table's
+// strongly consistent copy, and never an expired or destroyed session:
+// errors.Is(err, ErrNotFound). Other errors wrap
 // ErrUnavailable, ErrInvalid, ErrTimeout or ErrClosed, or a context's error; none
 // exposes AWS SDK types.
 package client

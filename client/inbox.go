@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -123,6 +124,8 @@ type inbox struct {
 	arn     string
 	subs    map[string]bool // topics the queue is subscribed to
 	problem *setupError     // why the inbox is not ready; nil once it is
+
+	failing atomic.Bool // receives fail, or the queue was lost: notices may be late or gone (owner.go)
 
 	stop context.CancelFunc
 	done sync.WaitGroup
@@ -342,8 +345,8 @@ func (b *inbox) subscribe(ctx context.Context, topic, queueARN string) *setupErr
 	switch {
 	case topic == cfg.ReplyTopicARN:
 		attrs["FilterPolicy"] = fmt.Sprintf(`{"requester":[%q]}`, cfg.InstanceID)
-	case cfg.NoticeScope == NoticeSite:
-		attrs["FilterPolicy"] = fmt.Sprintf(`{"site":[%q]}`, cfg.Site)
+	default: // the notice topic
+		attrs["FilterPolicy"] = noticeFilter(cfg) // owner.go
 	}
 	in := &sns.SubscribeInput{TopicArn: aws.String(topic), Protocol: aws.String("sqs"), Endpoint: aws.String(queueARN),
 		Attributes: attrs, ReturnSubscriptionArn: true}
@@ -526,9 +529,11 @@ func (b *inbox) receive(ctx context.Context) {
 			case ctx.Err() != nil:
 				return
 			case queueGone(err):
+				b.failing.Store(true) // what was in it is gone
 				b.lost(url, err)
 				continue
 			}
+			b.failing.Store(true)
 			b.s.log.Warn("receive on this instance's queue failed; retrying", "reason", err.Error(), "in", wait.String())
 			if !pause() {
 				return
@@ -537,6 +542,9 @@ func (b *inbox) receive(ctx context.Context) {
 		}
 		if b.ready() {
 			wait = 100 * time.Millisecond
+		}
+		if b.failing.Swap(false) {
+			b.s.disownAll() // notices may have been lost meanwhile (owner.go)
 		}
 		var done []sqstypes.DeleteMessageBatchRequestEntry
 		for i, m := range out.Messages {
@@ -599,9 +607,14 @@ func isTransient(err error) bool {
 	return false
 }
 
-// handle routes one message: a reply carries the "requester" attribute, a notice "site".
+// handle routes one message: a reply carries the "requester" attribute, a superseded
+// notice "owner", a destroy notice "site".
 func (b *inbox) handle(m sqstypes.Message) {
 	body := []byte(aws.ToString(m.Body))
+	if _, ok := m.MessageAttributes["owner"]; ok {
+		b.s.superseded(body) // owner.go
+		return
+	}
 	if _, ok := m.MessageAttributes["requester"]; ok {
 		r, err := events.DecodeReply(body)
 		if err != nil {

@@ -369,6 +369,7 @@ func crash(s *Store) {
 	s.journal.f.Close()
 	s.journal.lock.Close()
 	s.journal.wmu.Unlock()
+	releaseInstance(s.cfg.InstanceID) // the process is gone
 }
 
 func TestDegradedStoreReplaysItsJournalAfterACrash(t *testing.T) {
@@ -548,7 +549,7 @@ func TestSecondProcessWithTheSameInstanceIDIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = haStore(t, dir, "auth-1", logs)
-	if err == nil || !strings.Contains(err.Error(), "SESSIONHA_INSTANCE_ID") || !strings.Contains(err.Error(), "another process") {
+	if err == nil || !strings.Contains(err.Error(), "SESSIONHA_INSTANCE_ID") || !strings.Contains(err.Error(), "open in this process") {
 		t.Fatalf("a second Open of one instance id: %v, want an error naming SESSIONHA_INSTANCE_ID", err)
 	}
 	if err := first.Close(); err != nil {

@@ -94,7 +94,7 @@ func (s *Store) buildLocked(e *entry, full bool) *outOp {
 		}
 		slices.Sort(msg.Remove)
 	}
-	e.ver = record.Version(hlc, s.cfg.InstanceID)
+	e.ver, e.owned = record.Version(hlc, s.cfg.InstanceID), true // the newest version this instance knows of is its own
 	e.inflight++
 	return &outOp{
 		key: e.key, hashed: msg.ID, kind: msg.Op, msg: msg, e: e, seq: e.seq, ver: e.ver,
@@ -426,6 +426,7 @@ func (s *Store) degrade(cause error) {
 	}
 	s.mode.Store(int32(ModeDegraded))
 	s.degradedAt = time.Now()
+	s.disownAllLocked() // owner.go: notices may be lost meanwhile; what recovery sends is owned again
 	pending := len(s.cache.pending) + len(s.destroys)
 	// What was acknowledged before the switch and is not yet sent (time-based changes,
 	// sends under way) is journaled too: from now on it waits for the bus.

@@ -34,6 +34,16 @@ type Stats struct {
 	BusQueries, BusTimeouts int64
 	// Notices counts destroy notices taken from the notice topic.
 	Notices int64
+	// OwnedLoads counts the Loads served from memory because this instance owns the
+	// session (Reads owner), with no AWS call: a part of CacheHits.
+	OwnedLoads int64
+	// Superseded counts the superseded notices taken: another instance wrote a session
+	// this instance held, or an op of this instance's lost to a newer one.
+	Superseded int64
+	// AppliedWaits counts the Creates and Saves that waited until their change was in the
+	// table (SaveWait applied, SaveApplied), and AppliedTimeouts those that waited
+	// MaxWait in vain.
+	AppliedWaits, AppliedTimeouts int64
 
 	Mode    Mode
 	Cached  int // sessions held in memory
@@ -44,6 +54,8 @@ type counters struct {
 	requests, reads, writes, deletes               atomic.Int64
 	cacheHits, sent, publishFailures, modeSwitches atomic.Int64
 	busQueries, busTimeouts, notices               atomic.Int64
+	ownedLoads, superseded                         atomic.Int64
+	appliedWaits, appliedTimeouts                  atomic.Int64
 	// degraded is the nanoseconds of the degraded stretches that ended: added under mu
 	// as the mode goes back to failover, or at Close, so that Stats never counts a
 	// stretch twice.
@@ -68,6 +80,8 @@ func (s *Store) Stats() Stats {
 		CacheHits: s.stats.cacheHits.Load(), Sent: s.stats.sent.Load(),
 		PublishFailures: s.stats.publishFailures.Load(), ModeSwitches: s.stats.modeSwitches.Load(), Degraded: degraded,
 		BusQueries: s.stats.busQueries.Load(), BusTimeouts: s.stats.busTimeouts.Load(), Notices: s.stats.notices.Load(),
+		OwnedLoads: s.stats.ownedLoads.Load(), Superseded: s.stats.superseded.Load(),
+		AppliedWaits: s.stats.appliedWaits.Load(), AppliedTimeouts: s.stats.appliedTimeouts.Load(),
 		Mode: s.Mode(), Cached: cached, Pending: pending,
 	}
 }

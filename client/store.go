@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -125,14 +124,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		bus := sns.NewFromConfig(*awsCfg)
 		s.bus, s.index = bus, db
 		s.table = &record.Table{DB: db, Name: cfg.Table}
+		if err := claimInstance(cfg.InstanceID); err != nil { // startup.go
+			return nil, err
+		}
+		if err := s.checkResources(ctx, db, bus, awsCfg.Region); err != nil {
+			releaseInstance(cfg.InstanceID)
+			return nil, err
+		}
 		replayed, err := s.openJournal()
 		if err != nil {
+			releaseInstance(cfg.InstanceID)
 			return nil, err
 		}
 		if cfg.ReadPath == ReadBus || cfg.NoticeScope != NoticeOff {
 			ib, err := s.openInbox(ctx, sqs.NewFromConfig(*awsCfg), bus)
 			if err != nil {
 				s.journal.close(false)
+				releaseInstance(cfg.InstanceID)
 				return nil, err
 			}
 			s.inbox = ib
@@ -186,6 +194,9 @@ func (s *Store) Close() error {
 		if s.inbox != nil {
 			s.inbox.close() // the queue stays for the next Open of this instance id (inbox.go)
 		}
+		if s.cfg.Persistence == PersistenceHA {
+			releaseInstance(s.cfg.InstanceID)
+		}
 	})
 	if errors.Is(err, ErrClosed) {
 		return nil
@@ -212,379 +223,6 @@ func validID(id string) bool {
 // seconds keeps a limit in whole seconds, as the wire and the table do: rounded down,
 // at least one.
 func seconds(d time.Duration) time.Duration { return max(d.Truncate(time.Second), time.Second) }
-
-// Create makes a new session. With persistence file or ha and web-method frequency it is
-// stored before Create returns; with time-based frequency, at the next flush.
-func (s *Store) Create(ctx context.Context, n NewSession) (*Session, error) {
-	if !s.enter() {
-		return nil, ErrClosed
-	}
-	defer s.leave()
-	s.stats.requests.Add(1)
-	s.stats.writes.Add(1)
-	sess, err := newSession(newID(), s.cfg.Cluster, n, false)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.storeWhole(ctx, sess, events.OpCreate); err != nil {
-		return nil, err
-	}
-	if err := s.enforceCap(ctx, sess.principal, sess.key); err != nil {
-		s.log.Warn("could not end the user's oldest sessions beyond MaxSessionsPerPrincipal", "reason", err.Error())
-	}
-	return sess.clone(), nil
-}
-
-// newSession checks n and makes the session it describes, created now. Without a
-// principal only if principalOptional (SaveAs), and then without a group.
-func newSession(id, cluster string, n NewSession, principalOptional bool) (*Session, error) {
-	switch {
-	case n.Principal == "" && !principalOptional:
-		return nil, fmt.Errorf("%w: Principal is required", ErrInvalid)
-	case n.Principal == "" && n.Group != "":
-		return nil, fmt.Errorf("%w: a Group needs a Principal (an SSO group is one user's sessions)", ErrInvalid)
-	}
-	if n.MaxIdle < 0 || n.MaxLife < 0 {
-		return nil, fmt.Errorf("%w: MaxIdle and MaxLife must not be negative", ErrInvalid)
-	}
-	if n.MaxIdle == 0 {
-		n.MaxIdle = 30 * time.Minute
-	}
-	if n.MaxLife == 0 {
-		n.MaxLife = 8 * time.Hour
-	}
-	now := time.Now()
-	sess := &Session{
-		id: id, key: record.Key(cluster, events.HashID(id)),
-		principal: n.Principal, group: n.Group, created: now, lastAccess: now,
-		maxIdle: seconds(n.MaxIdle), maxLife: seconds(n.MaxLife), attrs: cloneAttrs(n.Attrs),
-	}
-	if err := checkSession(sess.principal, sess.group, sess.attrs); err != nil {
-		return nil, err
-	}
-	return sess, nil
-}
-
-// publish stores sess whole under its id, replacing whatever this instance holds, as a
-// create or a save (kind), and sends it as the configured frequency says. It is the way in
-// for adapters that make their own ids (scs_support.go).
-func (s *Store) publish(ctx context.Context, sess *Session, kind events.OpKind) error {
-	if !s.enter() {
-		return ErrClosed
-	}
-	defer s.leave()
-	s.stats.requests.Add(1)
-	s.stats.writes.Add(1)
-	sess.maxIdle, sess.maxLife = seconds(sess.maxIdle), seconds(sess.maxLife)
-	if err := checkSession(sess.principal, sess.group, sess.attrs); err != nil {
-		return err
-	}
-	return s.storeWhole(ctx, sess, kind)
-}
-
-// storeWhole makes sess (a copy is kept) this instance's session and persists it whole.
-func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKind) error {
-	own := sess.clone()
-	own.id, own.changed = "", nil // the cache never holds the id in clear
-	s.mu.Lock()
-	if s.revokedLocked(own.key, time.Now()) {
-		s.mu.Unlock()
-		return ErrNotFound
-	}
-	e := s.cache.get(own.key)
-	if e == nil {
-		e = &entry{key: own.key}
-	}
-	e.sess = own
-	var (
-		op   *outOp
-		keep []jrec
-	)
-	if s.bus != nil || s.files != nil {
-		e.seq++
-		if kind == events.OpCreate {
-			e.create = true
-		}
-		e.full = e.seq
-		op = s.sendNowLocked(e)
-		keep = s.keepIfDegradedLocked(e)
-	}
-	s.cache.add(e) // pinned by now if it has something to send, so never evicted unsent
-	s.mu.Unlock()
-	var err error
-	switch {
-	case keep != nil:
-		err = s.keep(keep...)
-	case op != nil:
-		err = s.sendNow(ctx, op)
-	}
-	if err != nil && kind == events.OpCreate {
-		// The caller never learns the id, so nobody could use the session.
-		s.mu.Lock()
-		s.cache.drop(own.key)
-		s.mu.Unlock()
-	}
-	return err
-}
-
-// Save stores the session's changes as the configured scope and frequency say:
-//
-//   - scope session sends the whole session every time; modified-session sends it whole
-//     only if it changed or its stored last access is over MaxIdle/2 old; modified-attribute
-//     sends only the attributes set or deleted on this copy (others' changes to other
-//     attributes are kept), or just the last access under the same rule;
-//   - web-method frequency returns once the change is published (ha) or written (file);
-//     time-based returns at once, and the change goes with the next flush, together with
-//     every other change to the session since the last one.
-//
-// In degraded mode Save returns nil once the change is held in memory and journaled to
-// local disk (JournalDir): it is sent when the bus is back, by this process or, after a
-// crash, by the next Open of this instance (see Mode). If ctx ends while publishing, the
-// error wraps ctx's and the change is still sent later. An expired or destroyed session
-// fails with ErrNotFound.
-func (s *Store) Save(ctx context.Context, sess *Session) error {
-	if !s.enter() {
-		return ErrClosed
-	}
-	defer s.leave()
-	s.stats.requests.Add(1)
-	s.stats.writes.Add(1)
-	if sess == nil || !validID(sess.id) || sess.key != record.Key(s.cfg.Cluster, events.HashID(sess.id)) {
-		return fmt.Errorf("%w: not a session of this store", ErrInvalid)
-	}
-	now := time.Now()
-	s.mu.Lock()
-	// Snapshots are taken in the order changes are recorded and ops built, so that of
-	// two Saves of one copy racing, the one recorded last carries the latest state.
-	snap := sess.snapshot()
-	if s.revokedLocked(sess.key, now) {
-		s.mu.Unlock()
-		return ErrNotFound
-	}
-	e := s.cache.get(sess.key)
-	fresh := e == nil
-	if fresh {
-		// Evicted, or never held here: the copy is all this instance knows.
-		own := sess.clone()
-		own.id, own.changed, own.attrs = "", nil, snap.attrs
-		e = &entry{key: sess.key, sess: own}
-	}
-	if !now.Before(e.sess.expiresAt()) {
-		if !fresh && !e.pinned() {
-			s.cache.drop(e.key)
-		}
-		s.mu.Unlock()
-		return ErrNotFound
-	}
-	due := now.Sub(e.sess.lastAccess) >= e.sess.maxIdle/2
-	var (
-		attrs   map[string][]byte // the new attributes; nil: unchanged
-		changed bool              // something to record
-	)
-	switch s.cfg.Scope {
-	case ScopeSession:
-		attrs, changed = snap.attrs, true
-	case ScopeModifiedSession:
-		if len(snap.changed) > 0 || due {
-			attrs, changed = snap.attrs, true
-		}
-	case ScopeModifiedAttribute:
-		if len(snap.changed) > 0 {
-			attrs = cloneAttrs(e.sess.attrs)
-			for _, name := range snap.changed {
-				if v, ok := snap.attrs[name]; ok {
-					attrs[name] = v
-				} else {
-					delete(attrs, name)
-				}
-			}
-		}
-		changed = len(snap.changed) > 0 || due
-	}
-	if !changed {
-		s.mu.Unlock()
-		return nil
-	}
-	if attrs != nil {
-		if err := checkSession(e.sess.principal, e.sess.group, attrs); err != nil {
-			s.mu.Unlock()
-			return err
-		}
-		e.sess.attrs = attrs
-	}
-	e.sess.lastAccess = now
-	if now.Before(e.sess.created) {
-		e.sess.lastAccess = e.sess.created // created by another instance, whose clock is ahead
-	}
-	var (
-		op   *outOp
-		keep []jrec
-	)
-	if s.bus != nil || s.files != nil {
-		e.seq++
-		switch {
-		case s.cfg.Scope != ScopeModifiedAttribute || s.Mode() == ModeDegraded:
-			// Degraded: recovery sends whole sessions, whatever the scope, so that
-			// what changed meanwhile is complete in the table once it is back.
-			e.full = e.seq
-		case len(snap.changed) == 0:
-			e.touch = e.seq
-		default:
-			if e.changed == nil {
-				e.changed = map[string]uint64{}
-			}
-			for _, name := range snap.changed {
-				e.changed[name] = e.seq
-			}
-		}
-		op = s.sendNowLocked(e)
-		keep = s.keepIfDegradedLocked(e)
-	}
-	s.cache.add(e)
-	s.mu.Unlock()
-	sess.saved(snap.gen, now)
-	switch {
-	case keep != nil:
-		return s.keep(keep...)
-	case op != nil:
-		return s.sendNow(ctx, op)
-	}
-	return nil
-}
-
-// Load returns the session with the given id. With persistence ha it is the newer of this
-// instance's copy (so an instance reads its own writes before they are applied) and the
-// table's strongly consistent one; if the table cannot be read, this instance's copy if it
-// has one. It fails with ErrNotFound for an id that is unknown, expired or destroyed.
-func (s *Store) Load(ctx context.Context, id string) (*Session, error) {
-	if !s.enter() {
-		return nil, ErrClosed
-	}
-	defer s.leave()
-	s.stats.requests.Add(1)
-	s.stats.reads.Add(1)
-	if !validID(id) {
-		return nil, ErrNotFound
-	}
-	hashed := events.HashID(id)
-	key := record.Key(s.cfg.Cluster, hashed)
-	now := time.Now()
-	s.mu.Lock()
-	if s.revokedLocked(key, now) {
-		s.mu.Unlock()
-		return nil, ErrNotFound
-	}
-	var (
-		mine    *Session
-		ver     string
-		pending bool
-	)
-	if e := s.cache.use(key); e != nil {
-		mine, ver, pending = e.sess.clone(), e.ver, e.pinned()
-		if !now.Before(mine.expiresAt()) {
-			if !pending {
-				s.cache.drop(key)
-			}
-			mine = nil
-		}
-	}
-	s.mu.Unlock()
-	if mine != nil {
-		s.stats.cacheHits.Add(1)
-		mine.id = id
-	}
-	switch {
-	case s.table != nil && s.cfg.ReadPath == ReadBus:
-		return s.loadBus(ctx, id, key, hashed, mine, ver, pending, now)
-	case s.table != nil:
-		return s.loadTable(ctx, id, key, mine, ver, pending, now)
-	case s.files != nil && mine == nil:
-		return s.loadFile(id, hashed, key, now)
-	case mine == nil:
-		return nil, ErrNotFound
-	}
-	return mine, nil
-}
-
-// loadTable reads the table and returns the newer copy.
-func (s *Store) loadTable(ctx context.Context, id, key string, mine *Session, ver string, pending bool, now time.Time) (*Session, error) {
-	it, err := s.table.Get(ctx, key)
-	switch {
-	case errors.Is(err, record.ErrCorrupt):
-		return nil, fmt.Errorf("client: load: %w", err)
-	case err != nil && mine != nil && ctx.Err() == nil:
-		return mine, nil // the table is out of reach: keep serving what this instance has
-	case err != nil:
-		return nil, fmt.Errorf("%w: read session: %v", ErrUnavailable, err)
-	}
-	return s.resolve(id, key, it, mine, ver, pending, now)
-}
-
-// loadBus asks over the bus and returns the newer copy. Without an answer within MaxWait
-// it serves this instance's copy if it has one, else fails with ErrTimeout.
-func (s *Store) loadBus(ctx context.Context, id, key, hashed string, mine *Session, ver string, pending bool, now time.Time) (*Session, error) {
-	if pending && mine != nil {
-		return mine, nil // this instance's unsent or unapplied changes are the newest
-	}
-	it, err := s.ask(ctx, key, hashed)
-	if err != nil {
-		if mine != nil && ctx.Err() == nil {
-			return mine, nil
-		}
-		return nil, err
-	}
-	return s.resolve(id, key, it, mine, ver, pending, now)
-}
-
-// resolve returns the newer of this instance's copy (mine, at version ver) and the stored
-// item it (nil if none), and keeps it as this instance's.
-func (s *Store) resolve(id, key string, it *record.Item, mine *Session, ver string, pending bool, now time.Time) (*Session, error) {
-	if it != nil && it.State == record.Destroyed {
-		// Logged out elsewhere: final, whatever this instance still holds or meant to send.
-		s.revoke(key)
-		return nil, ErrNotFound
-	}
-	// This instance's changes not yet applied (or not yet sent) are newer than the table.
-	// An equal version is no proof that the table has them all: deltas apply in any
-	// order, so the item may carry this instance's last op but not an earlier one. Until
-	// someone writes a newer version, this instance's copy is the complete one.
-	if it == nil || pending || (mine != nil && ver >= it.Version) {
-		if mine == nil {
-			return nil, ErrNotFound
-		}
-		return mine, nil
-	}
-	if !it.Readable(now) {
-		s.mu.Lock()
-		if e := s.cache.get(key); e != nil && !e.pinned() {
-			s.cache.drop(key)
-		}
-		s.mu.Unlock()
-		return nil, ErrNotFound
-	}
-	sess := fromItem(it)
-	s.clock.observe(it.Version)
-	s.mu.Lock()
-	e := s.cache.get(key)
-	switch {
-	case e == nil:
-		s.cache.add(&entry{key: key, sess: sess.clone(), ver: it.Version})
-	case !e.pinned() && e.ver < it.Version:
-		e.sess, e.ver = sess.clone(), it.Version
-	}
-	s.mu.Unlock()
-	sess.id = id
-	return sess, nil
-}
-
-func fromItem(it *record.Item) *Session {
-	return &Session{
-		key: it.Key, principal: it.Principal, group: it.Group,
-		created: time.UnixMilli(it.Created), lastAccess: time.UnixMilli(it.LastAccess),
-		maxIdle: time.Duration(it.MaxIdle) * time.Second, maxLife: time.Duration(it.MaxLife) * time.Second,
-		attrs: cloneAttrs(it.Attrs),
-	}
-}
 
 // revoke makes this instance refuse key at once and forget its copy: the session was
 // destroyed here or elsewhere. It is remembered for PurgeDelay; the table's tombstone
@@ -754,36 +392,4 @@ func (s *Store) revokedLocked(key string, now time.Time) bool {
 	}
 	_, ok := s.revoked[key]
 	return ok
-}
-
-// checkSession checks what the wire would refuse, so that a change is refused when it is
-// made, not when a later flush cannot send it.
-func checkSession(principal, group string, attrs map[string][]byte) error {
-	if len(attrs) > events.MaxAttributes {
-		return fmt.Errorf("%w: %d attributes, at most %d allowed", ErrInvalid, len(attrs), events.MaxAttributes)
-	}
-	// An upper bound of the encoded size: JSON may escape a byte of text into six, and
-	// base64 makes four bytes of three. Only a session that might be too large is encoded
-	// whole to measure it; otherwise only its small fields are, to check them.
-	bound := 1024 + 6*(len(principal)+len(group))
-	for name, v := range attrs {
-		if name == "" || len(name) > events.MaxAttributeNameBytes || !utf8.ValidString(name) {
-			return fmt.Errorf("%w: attribute name %.40q: want 1-%d bytes of UTF-8", ErrInvalid, name, events.MaxAttributeNameBytes)
-		}
-		bound += 6*len(name) + 4*(len(v)+2)/3 + 8
-	}
-	var measured map[string][]byte
-	if bound > events.MaxMessageBytes {
-		measured = attrs
-	}
-	_, err := events.EncodeSessionOp(&events.SessionOp{
-		V: events.SchemaVersion, Op: events.OpSave, Cluster: "c", ID: events.HashID(""), Version: "0000000000000001",
-		Writer: "w", Site: "s", At: 1, Session: &events.Session{
-			Principal: principal, Group: group, Created: 1, LastAccess: 1, MaxIdle: 1, MaxLife: 1, Attrs: measured,
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	return nil
 }

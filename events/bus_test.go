@@ -18,6 +18,7 @@ var codecs = []codec{
 	{"query", func(b []byte) (any, error) { return DecodeQuery(b) }, func(v any) ([]byte, error) { return EncodeQuery(v.(*Query)) }},
 	{"reply", func(b []byte) (any, error) { return DecodeReply(b) }, func(v any) ([]byte, error) { return EncodeReply(v.(*Reply)) }},
 	{"notice", func(b []byte) (any, error) { return DecodeNotice(b) }, func(v any) ([]byte, error) { return EncodeNotice(v.(*Notice)) }},
+	{"superseded", func(b []byte) (any, error) { return DecodeSuperseded(b) }, func(v any) ([]byte, error) { return EncodeSuperseded(v.(*Superseded)) }},
 }
 
 func TestBusMessagesRoundTrip(t *testing.T) {
@@ -71,6 +72,12 @@ func TestBusMessagesInvalid(t *testing.T) {
 		{"reply unknown status", 1, mutate("reply.json", `"status":"found"`, `"status":"maybe"`), ErrInvalid, `"status"`},
 		{"notice bad site", 2, mutate("notice.json", `"site":"local"`, `"site":"a b"`), ErrInvalid, `"site"`},
 		{"notice zero at", 2, mutate("notice.json", `"at":1732234102877`, `"at":0`), ErrInvalid, `"at"`},
+		{"superseded without owner", 3, mutate("superseded.json", `"owner":"auth-a",`, ""), ErrInvalid, `superseded notice field "owner"`},
+		{"superseded bad version", 3, mutate("superseded.json", `"ver":"0193512e0b2a0001"`, `"ver":"0193512e0b2a0001/auth-b"`), ErrInvalid, `"ver"`},
+		{"superseded v2", 3, mutate("superseded.json", `"v":1`, `"v":2`), ErrSchemaVersion, "version 2"},
+		// An older build reads every message on the notice topic as a logout: a
+		// superseded notice must not pass as one.
+		{"superseded read as a destroy notice", 2, readTestdata(t, "superseded.json"), ErrInvalid, `"site"`},
 		{"notice too large", 2, []byte(`{"v":1,"x":"` + strings.Repeat("x", MaxMessageBytes) + `"}`), ErrTooLarge, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

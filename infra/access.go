@@ -36,10 +36,12 @@ const (
 var functionAccess = map[string]access{
 	// sessionop applies operations as read-merge-conditional-put (internal/record):
 	// GetItem then PutItem with a condition; it never deletes (TTL does) and never scans.
+	// It publishes superseded notices on the notice topic (functions/sessionop/handler/owner.go).
 	topology.FunctionSessionOp: {
 		TableActions: []string{"dynamodb:GetItem", "dynamodb:PutItem"},
 		DeadLetters:  true,
-		Metrics:      []string{"Applied", "Unchanged", "Rejected", "DeadLettered", "Failed", "Reads", "Writes", "Conflicts", "Destroyed"},
+		Publish:      []string{topology.TopicNotice},
+		Metrics:      []string{"Applied", "Unchanged", "Rejected", "DeadLettered", "Failed", "Reads", "Writes", "Conflicts", "Destroyed", "Superseded", "SupersededFailed"},
 	},
 	// sessionquery answers a query with a consistent GetItem and publishes the reply on
 	// the reply topic.

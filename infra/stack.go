@@ -521,6 +521,8 @@ func (s *site) authServerStatements(instanceQueues *string, table bool) *[]awsia
 		// Replacing a subscription with an older filter, and removing those of a swept
 		// queue.
 		stmt("ManageInstanceSubscriptions", []string{"sns:Unsubscribe", "sns:ListSubscriptionsByTopic"}, topicARNs(topology.TopicReply, topology.TopicNotice)...),
+		// Open's start-up checks: every topic exists and can be used.
+		stmt("CheckTopicsAtOpen", []string{"sns:GetTopicAttributes"}, topicARNs(topology.TopicOps, topology.TopicQuery, topology.TopicReply, topology.TopicNotice)...),
 	}
 	if table {
 		var indexARNs []*string
@@ -532,7 +534,10 @@ func (s *site) authServerStatements(instanceQueues *string, table bool) *[]awsia
 		}
 		stmts = append(stmts,
 			stmt("ReadSessions", []string{"dynamodb:GetItem"}, s.tableARN),
-			stmt("ListUserSessions", []string{"dynamodb:Query"}, indexARNs...))
+			stmt("ListUserSessions", []string{"dynamodb:Query"}, indexARNs...),
+			// Open's start-up check: the table (with its index) exists and can be read,
+			// so a wrong name stops Open instead of the first request.
+			stmt("CheckTableAtOpen", []string{"dynamodb:DescribeTable"}, s.tableARN))
 	}
 	return &stmts
 }

@@ -406,7 +406,11 @@ func TestAuthServerPolicies(t *testing.T) {
 		for _, id := range []string{topology.TopicReply, topology.TopicNotice} {
 			common = append(common, on(topic(id), "sns:Subscribe", "sns:Unsubscribe", "sns:ListSubscriptionsByTopic")...)
 		}
-		wantDirect := append(slices.Clone(common), on(table, "dynamodb:GetItem")...)
+		// Open's start-up checks.
+		for _, id := range []string{topology.TopicOps, topology.TopicQuery, topology.TopicReply, topology.TopicNotice} {
+			common = append(common, on(topic(id), "sns:GetTopicAttributes")...)
+		}
+		wantDirect := append(slices.Clone(common), on(table, "dynamodb:GetItem", "dynamodb:DescribeTable")...)
 		wantDirect = append(wantDirect, on(table+"/index/"+topology.IndexByPrincipal, "dynamodb:Query")...)
 		for _, c := range []struct {
 			p    res

@@ -15,6 +15,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/sessionha/sessionha/functions/sessionop/handler"
@@ -43,6 +44,10 @@ func main() {
 	if err != nil {
 		log.Error("bad configuration", "reason", err.Error())
 		os.Exit(1)
+	}
+	// Instances that serve sessions from memory learn here that another took one over.
+	if topic := os.Getenv("SESSIONHA_NOTICE_TOPIC_ARN"); topic != "" {
+		h.NotifyOwners(sns.NewFromConfig(awsCfg), topic)
 	}
 	lambda.Start(h.Handle)
 }

@@ -271,6 +271,8 @@ func For(site Site, table string) (Topology, error) {
 				"SESSIONHA_DLQ_URL":    "queue:" + QueueOpsDLQ,
 				"SESSIONHA_RETRY_BASE": s.RetryBase.String(),
 				"SESSIONHA_RETRY_MAX":  s.RetryMax.String(),
+				// Superseded notices: instances serving sessions from memory learn of takeovers.
+				"SESSIONHA_NOTICE_TOPIC_ARN": "topic:" + TopicNotice,
 			},
 		}, {
 			ID: FunctionSessionQuery, Name: name("sessionquery"), Queue: QueueQuery,

@@ -26,6 +26,12 @@ type Table struct {
 	Now   func() time.Time // default time.Now
 	// MaxAttempts bounds read-merge-put rounds when other writers keep winning. Default 5.
 	MaxAttempts int
+	// Observe, if set, is called by Apply in every round that has a stored item (read, or
+	// handed back by a lost conditional write), with that item and the op, before the
+	// round writes anything; an error ends Apply with nothing written, so that the op is
+	// delivered again. It is where both the stored item's writer and the op's are known:
+	// sessionop tells an instance from here that its copy is superseded.
+	Observe func(ctx context.Context, cur *Item, op Op) error
 }
 
 // ErrContended means the item kept changing under us for MaxAttempts rounds: the caller
@@ -95,6 +101,11 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 			cur, err = t.Get(ctx, op.Key)
 			st.Reads++
 			if err != nil {
+				return Unchanged, st, err
+			}
+		}
+		if t.Observe != nil && cur != nil {
+			if err := t.Observe(ctx, cur, op); err != nil {
 				return Unchanged, st, err
 			}
 		}

@@ -79,6 +79,7 @@ type Gateway struct {
 	names      []string            // sorted route names, for error messages
 	totals     map[string]*atomic.Int64
 	unroutable atomic.Int64
+	ops        opCounts // by service and operation (ops.go)
 	transport  *http.Transport
 	holding    atomic.Int64 // requests held by FaultBlackhole now
 	rules      *rules

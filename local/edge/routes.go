@@ -127,9 +127,9 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 	}
 }
 
-// forward sends r to rt's emulator and counts it.
+// forward sends r to rt's emulator and counts it, by route and by operation (ops.go).
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route) {
 	rt.count.Add(1)
 	rt.total.Add(1)
-	rt.proxy.ServeHTTP(w, r)
+	g.counted(w, r, rt.Service, rt.proxy.ServeHTTP)
 }

@@ -50,6 +50,11 @@ type FuncStats struct {
 	InitLast  time.Duration // the latest cold start's init duration
 	InitMax   time.Duration // the longest init duration
 	InitTotal time.Duration // the sum of init durations; InitTotal/ColdStarts is the mean
+
+	// Billed is the invocations' durations (handed to an environment → answered, failed
+	// or timed out), each rounded up to the millisecond, summed: Lambda's billed
+	// duration, which times the memory makes its GB-seconds.
+	Billed time.Duration
 }
 
 // Func is a started function. Its methods are safe for concurrent use.
@@ -74,6 +79,8 @@ type Func struct {
 
 	invocations, errors, crashes, timeouts, coldStarts atomic.Int64
 	initLast, initMax, initTotal                       atomic.Int64 // nanoseconds
+
+	billed atomic.Int64 // nanoseconds, whole milliseconds
 }
 
 func newFunc(r *Runner, f Function) *Func {
@@ -104,6 +111,7 @@ func (f *Func) Stats() FuncStats {
 		InitLast:    time.Duration(f.initLast.Load()),
 		InitMax:     time.Duration(f.initMax.Load()),
 		InitTotal:   time.Duration(f.initTotal.Load()),
+		Billed:      time.Duration(f.billed.Load()),
 	}
 }
 
@@ -168,6 +176,7 @@ type invocation struct {
 	done     chan result // buffered: finish never blocks
 	once     sync.Once
 	f        *Func
+	started  time.Time // when an environment was handed it
 }
 
 type result struct {
@@ -178,6 +187,9 @@ type result struct {
 // finish delivers the first result; later ones (a crash after a timeout, say) are dropped.
 func (inv *invocation) finish(res result) {
 	inv.once.Do(func() {
+		if !inv.started.IsZero() {
+			inv.f.billed.Add(int64((time.Since(inv.started) + time.Millisecond - 1).Truncate(time.Millisecond)))
+		}
 		inv.done <- res
 		inv.f.inflight.Done()
 	})
@@ -273,7 +285,8 @@ func (f *Func) dispatch(ctx context.Context, payload []byte) (*invocation, error
 func (f *Func) assignLocked(e *env, inv *invocation) {
 	f.inflight.Add(1)
 	f.invocations.Add(1)
-	inv.deadline = time.Now().Add(f.fn.Timeout)
+	inv.started = time.Now()
+	inv.deadline = inv.started.Add(f.fn.Timeout)
 	e.state = stateBusy
 	e.inv = inv
 	e.delivered = false

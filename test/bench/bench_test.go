@@ -34,6 +34,8 @@ var (
 	cpuProf  = flag.String("sessionha.cpuprofile", "", "write the CPU profile of this process (client, edge, runner, DynamoDB) of the last pipeline run to `FILE`")
 	colds    = flag.Int("sessionha.colds", 7, "cold starts to measure")
 	fnProf   = flag.String("sessionha.fnprofile", "", "`DIR` where sessionop's bootstraps write CPU profiles (SESSIONHA_CPUPROFILE)")
+	ownN     = flag.Int("sessionha.own", 200, "takeovers timed, and saves of each kind timed against SaveApplied")
+	costN    = flag.Int("sessionha.cost", 200, "actions of each kind counted for the cost table")
 	theSite  *site.Site
 	startErr error
 )
@@ -100,6 +102,10 @@ func TestBench(t *testing.T) {
 		t.Skip("a benchmark: run it with make bench (go test ./test/bench -sessionha.bench)")
 	}
 	began := time.Now()
+	prices, err := loadPrices()
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := newBencher(t)
 	r := &report{Started: began, Concurrency: *conc, LatConcurrency: *latConc, N: *n, Samples: *samples, LagN: *lagN}
 	r.Machine = machine()
@@ -120,6 +126,10 @@ func TestBench(t *testing.T) {
 	r.RawGet, r.Direct, r.Bus = b.reads(*latConc, *samples)
 	r.Lag, r.LagPublish, r.RawPutLat = b.lag(*latConc, *lagN)
 	r.Bytes = b.bytes()
+	r.Owner = b.ownership(*latConc, *ownN)
+	r.SavePub, r.SaveApplied = b.appliedSaves(*latConc, *ownN)
+	r.Peer = b.peer(*conc, *samples)
+	r.Costs, r.Prices = b.costs(*costN), prices
 	r.Cold = b.coldStarts(*colds)
 	r.Sizes = b.bootstrapSizes()
 	r.Took = time.Since(began)

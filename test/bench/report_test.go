@@ -79,6 +79,66 @@ type report struct {
 	Bytes                                                                sizeResult
 	Cold                                                                 coldResult
 	Sizes                                                                []sizeOf
+
+	Owner                ownershipResult
+	SavePub, SaveApplied run
+	Peer                 peerResult
+	Costs                []action
+	Prices               priceTable
+}
+
+// cost is the sessionha and direct-store dollars per million of the named action.
+func (r *report) cost(prefix string) (ha, direct float64, ok bool) {
+	for _, a := range r.Costs {
+		if strings.HasPrefix(a.Name, prefix) {
+			ha, _ = a.Sessionha.dollars(r.Prices, r.Bytes)
+			direct, _ = a.Direct.dollars(r.Prices, r.Bytes)
+			return ha, direct, true
+		}
+	}
+	return 0, 0, false
+}
+
+func usd(x float64) string { return fmt.Sprintf("$%.3f", x) }
+
+// peerRows are the figures of issue 14: owner reads against scs with Redis, what a
+// takeover and an applied save take, and what a request and a save cost.
+func (r *report) peerRows() []row {
+	p := r.Peer
+	o99, f99 := p.Owned.Lat.pct(99), p.FindWithOwned.Lat.pct(99)
+	var ownedCalls int64 = -1
+	for _, a := range r.Costs {
+		if strings.HasPrefix(a.Name, "request on an owned") {
+			ownedCalls = 0
+			for _, c := range a.Sessionha.Ops {
+				ownedCalls += c.Calls
+			}
+		}
+	}
+	rows := []row{
+		{fmt.Sprintf("owned-session Load p99 (Reads owner: from memory), by %d; AWS calls per Load: %d", p.Owned.Conc, ownedCalls),
+			ms(o99), fmt.Sprintf("scs + Redis %s Find p99 %s", p.Redis, ms(f99)), ratio(float64(o99), float64(f99)),
+			"≤ 0.1 × scs Find p99, with zero AWS calls", verdict(float64(o99) <= 0.1*float64(f99) && ownedCalls == 0)},
+		{fmt.Sprintf("… p50, by %d", p.Owned.Conc), ms(p.Owned.Lat.pct(50)), "scs Find p50 " + ms(p.FindWithOwned.Lat.pct(50)),
+			ratio(float64(p.Owned.Lat.pct(50)), float64(p.FindWithOwned.Lat.pct(50))), "-", "-"},
+		{fmt.Sprintf("failover Load p99 (direct: a consistent GetItem), by %d", p.Failover.Conc), ms(p.Failover.Lat.pct(99)),
+			"scs Find p99 " + ms(p.FindWithFail.Lat.pct(99)), ratio(float64(p.Failover.Lat.pct(99)), float64(p.FindWithFail.Lat.pct(99))), "-", "-"},
+		{fmt.Sprintf("Save p99 (web-method: returns once published), by %d", p.Save.Conc), ms(p.Save.Lat.pct(99)),
+			"scs Commit p99 " + ms(p.Commit.Lat.pct(99)), ratio(float64(p.Save.Lat.pct(99)), float64(p.Commit.Lat.pct(99))), "-", "-"},
+		{fmt.Sprintf("ownership moves: the old owner stops serving its copy, p99 after the takeover's write is applied, by %d", r.LatConcurrency),
+			ms(r.Owner.AfterApp.pct(99)), "the write's apply p99 " + ms(r.Owner.Applied.pct(99)) + " (from the takeover's Save)", "-",
+			"the bound: measured here, said in the docs", "-"},
+		{fmt.Sprintf("Save that waits until applied (SaveApplied) p99, by %d", r.LatConcurrency), ms(r.SaveApplied.Lat.pct(99)),
+			"publish-only Save p99 " + ms(r.SavePub.Lat.pct(99)), ratio(float64(r.SaveApplied.Lat.pct(99)), float64(r.SavePub.Lat.pct(99))), "-", "-"},
+	}
+	if ha, direct, ok := r.cost("request on an owned"); ok {
+		rows = append(rows, row{"cost of a request on an owned session, per million", usd(ha), "direct-DynamoDB store " + usd(direct), "-", "$0", verdict(ha == 0)})
+	}
+	if ha, direct, ok := r.cost("save on the owner"); ok {
+		rows = append(rows, row{"cost per million saves (publish only)", usd(ha), "direct-DynamoDB store " + usd(direct), ratio(ha, direct),
+			"reported, with the reason (What each action costs)", "-"})
+	}
+	return rows
 }
 
 func ms(d time.Duration) string {
@@ -174,6 +234,7 @@ func (r *report) rows() []row {
 			ms(r.Cold.Total.pct(50)), fmt.Sprintf("of which init %s; warm invoke %s", ms(r.Cold.Init.pct(50)), ms(r.Cold.Warm.pct(50))), "-",
 			"< 50 ms", verdict(r.Cold.Total.pct(50) < 50*time.Millisecond)},
 	)
+	rows = append(rows, r.peerRows()...)
 	for _, s := range r.Sizes {
 		rows = append(rows, row{"bootstrap size, " + s.Function + " (linux/arm64, -s -w, -trimpath, lambda.norpc)",
 			fmt.Sprintf("%.2f MB (%d bytes)", float64(s.Bytes)/1e6, s.Bytes), "-", "-", "< 8 MB", verdict(s.Bytes < 8e6)})
@@ -269,6 +330,7 @@ store underneath, not what AWS would do.
 `, r.N, r.Concurrency, r.RawPut.N, r.RawPut.Conc, len(r.Rounds), r.Direct.N, r.LatConcurrency, r.Bus.Run.N,
 		r.Lag.N, r.LatConcurrency, r.RawPutLat.N, r.Cold.Flags, len(r.Cold.Total))
 
+	b.WriteString(r.ownerSections())
 	b.WriteString("## Where the CPU went\n\n")
 	fmt.Fprintf(&b, "CPU time per process during the pipeline run (%s of wall time) and during the raw PutItem throughput run (%s), on %d cores. Per session: the CPU a component spent divided by the sessions (or items) of the run.\n\n",
 		r.CPU.Wall.Round(time.Millisecond), r.RawCPU.Wall.Round(time.Millisecond), m.Cores)
@@ -314,6 +376,13 @@ store underneath, not what AWS would do.
 		{"raw PutItem (throughput run)", r.RawPut}, {"client Create (pipeline run, publish only)", r.Pipeline},
 		{"raw PutItem (latency run)", r.RawPutLat}, {"raw GetItem", r.RawGet}, {"direct failover read", r.Direct},
 		{"bus failover read", r.Bus.Run}, {"visibility lag", r.Lag}, {"… of which the publish (Create on A)", r.LagPublish},
+		{"owned Load (peer run 1)", r.Peer.Owned}, {"scs + Redis Find (peer run 1)", r.Peer.FindWithOwned},
+		{"failover Load, direct (peer run 2)", r.Peer.Failover}, {"scs + Redis Find (peer run 2)", r.Peer.FindWithFail},
+		{"Save, publish only (peer run 3)", r.Peer.Save}, {"scs + Redis Commit (peer run 3)", r.Peer.Commit},
+		{"Save, publish only (against SaveApplied)", r.SavePub}, {"SaveApplied", r.SaveApplied},
+		{"takeover: Save on B → applied in the table", run{N: len(r.Owner.Applied), Conc: r.LatConcurrency, Lat: r.Owner.Applied}},
+		{"takeover: Save on B → the old owner A serves B's change", run{N: len(r.Owner.Dropped), Conc: r.LatConcurrency, Lat: r.Owner.Dropped}},
+		{"takeover: applied → A serves B's change (the bound)", run{N: len(r.Owner.AfterApp), Conc: r.LatConcurrency, Lat: r.Owner.AfterApp}},
 	} {
 		if x.r.N == 0 {
 			continue

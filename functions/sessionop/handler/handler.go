@@ -101,6 +101,7 @@ func (c Config) retry() retry.Schedule {
 type Handler struct {
 	table   *record.Table
 	runner  *batch.Runner
+	log     *slog.Logger
 	metrics io.Writer // stdout in Lambda, where CloudWatch reads EMF lines
 }
 
@@ -120,22 +121,25 @@ func New(db record.DB, q batch.SQS, cfg Config, log *slog.Logger) (*Handler, err
 	if log == nil {
 		log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
+	log = log.With("function", "sessionop", "site", cfg.Site)
 	runner, err := batch.New(batch.Config{Function: "sessionop", SQS: q, QueueURL: cfg.QueueURL, DLQURL: cfg.DLQURL,
-		Retry: cfg.retry(), Parallel: cfg.Parallel, Log: log.With("function", "sessionop", "site", cfg.Site)})
+		Retry: cfg.retry(), Parallel: cfg.Parallel, Log: log})
 	if err != nil {
 		return nil, err
 	}
 	return &Handler{
 		table:   &record.Table{DB: db, Name: cfg.Table, Grace: cfg.TombstoneGrace},
 		runner:  runner,
+		log:     log,
 		metrics: os.Stdout,
 	}, nil
 }
 
 // The counters of a batch, published as metrics. Destroyed counts the applied destroys
 // (logouts that reached the table), a subset of Applied: sessionctl stats shows it as
-// amsessiondb's "deletes". Rejected, DeadLettered and Failed are the runner's.
-var metricNames = []string{"Applied", "Unchanged", "Rejected", "DeadLettered", "Failed", "Reads", "Writes", "Conflicts", "Destroyed"}
+// amsessiondb's "deletes". Rejected, DeadLettered and Failed are the runner's; Superseded
+// and SupersededFailed count the ownership notices (owner.go).
+var metricNames = []string{"Applied", "Unchanged", "Rejected", "DeadLettered", "Failed", "Reads", "Writes", "Conflicts", "Destroyed", "Superseded", "SupersededFailed"}
 
 // Handle applies every record of the batch and reports the ones the queue must deliver
 // again.
@@ -153,7 +157,7 @@ func (h *Handler) apply(ctx context.Context, rec *lambdaevents.SQSMessage, c *ba
 	if err != nil {
 		return batch.Poison(events.ErrorKind(err), err)
 	}
-	res, st, err := h.table.Apply(ctx, ToRecordOp(op))
+	res, st, err := h.table.Apply(withCounters(ctx, c), ToRecordOp(op)) // owner.go counts its notices
 	c.Add("Reads", int64(st.Reads))
 	c.Add("Writes", int64(st.Writes))
 	c.Add("Conflicts", int64(st.Conflicts))
