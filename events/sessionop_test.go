@@ -68,6 +68,7 @@ func TestTestdataRoundTrip(t *testing.T) {
 		attrs     []string // sorted names
 		cart      string   // decoded "cart" attribute, if any
 		reason    string
+		until     int64
 	}{
 		{file: "create.json", op: OpCreate, ver: "0193512b1c0c0001", at: 1732233600012,
 			principal: "uid=jdoe,ou=People,dc=example,dc=com", attrs: []string{"AuthLevel", "Locale", "Service"}},
@@ -76,7 +77,7 @@ func TestTestdataRoundTrip(t *testing.T) {
 			cart: `{"items":[{"sku":"A-1001","qty":2},{"sku":"B-2040","qty":1}]}`},
 		{file: "delta.json", op: OpDelta, ver: "0193512e0b2a0000", at: 1732233790000,
 			principal: "uid=jdoe,ou=People,dc=example,dc=com"},
-		{file: "destroy.json", op: OpDestroy, ver: "01935132c85d0001", at: 1732234102877, reason: "logout"},
+		{file: "destroy.json", op: OpDestroy, ver: "01935132c85d0001", at: 1732234102877, reason: "logout", until: 1732262400000},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			in := readTestdata(t, tc.file)
@@ -85,7 +86,7 @@ func TestTestdataRoundTrip(t *testing.T) {
 				t.Fatalf("DecodeSessionOp: %v", err)
 			}
 			if op.V != 1 || op.Op != tc.op || op.Cluster != "default" || op.ID != testID || op.Version != tc.ver ||
-				op.Writer != "auth-a" || op.Site != "local" || op.At != tc.at || op.Reason != tc.reason {
+				op.Writer != "auth-a" || op.Site != "local" || op.At != tc.at || op.Reason != tc.reason || op.Until != tc.until {
 				t.Errorf("decoded %+v", op)
 			}
 			if tc.principal == "" {
@@ -170,6 +171,8 @@ func TestInvalidTestdata(t *testing.T) {
 		"delta-with-attrs.json":           {ErrInvalid, `field "session.attrs": must be absent for op "delta"`},
 		"delta-set-and-remove.json":       {ErrInvalid, `field "remove": attribute name "cart" listed twice`},
 		"save-with-set.json":              {ErrInvalid, `field "set": set and remove are only allowed for op "delta"`},
+		"save-with-until.json":            {ErrInvalid, `field "until": want unix milliseconds >= 0, for op "destroy" only; got 1732262400000 for op "save"`},
+		"destroy-until-negative.json":     {ErrInvalid, `field "until": want unix milliseconds >= 0, for op "destroy" only; got -1 for op "destroy"`},
 	}
 	files, err := filepath.Glob(filepath.Join("testdata", "invalid", "*.json"))
 	if err != nil {
