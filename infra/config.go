@@ -47,6 +47,7 @@ type SiteSettings struct {
 	VisibilityTimeout Duration `json:"visibilityTimeout"`
 	MaxReceiveCount   int      `json:"maxReceiveCount"`
 	TombstoneGrace    Duration `json:"tombstoneGrace"`
+	ClockTolerance    Duration `json:"clockTolerance"`
 
 	// MemoryMB of each function. Default 256: Go needs little memory, but Lambda's CPU
 	// share grows with it and the functions are latency-bound.
@@ -86,6 +87,7 @@ func (s SiteSettings) Topology() topology.Settings {
 		VisibilityTimeout: time.Duration(s.VisibilityTimeout),
 		MaxReceiveCount:   s.MaxReceiveCount,
 		TombstoneGrace:    time.Duration(s.TombstoneGrace),
+		ClockTolerance:    time.Duration(s.ClockTolerance),
 	}
 }
 

@@ -27,9 +27,14 @@ type Settings struct {
 	VisibilityTimeout time.Duration
 	// MaxReceiveCount is how many receives a message gets before the DLQ. Default 5.
 	MaxReceiveCount int
-	// TombstoneGrace is the least time a destroyed session's tombstone is kept, so that
-	// late messages still find it. Default 10 min.
+	// TombstoneGrace is how long a tombstone outlives its session's latest possible
+	// deadline (and at least its destroy), and an ended session its deadline, so that
+	// late messages still find them; it must cover the clock skew between auth servers.
+	// Default 30 min.
 	TombstoneGrace time.Duration
+	// ClockTolerance is how far ahead of the functions' clock an op's times may be
+	// before they are clamped. Default 30 s.
+	ClockTolerance time.Duration
 }
 
 // WithDefaults fills every zero field with its default.
@@ -50,7 +55,10 @@ func (s Settings) WithDefaults() Settings {
 		s.MaxReceiveCount = 5
 	}
 	if s.TombstoneGrace == 0 {
-		s.TombstoneGrace = 10 * time.Minute
+		s.TombstoneGrace = 30 * time.Minute
+	}
+	if s.ClockTolerance == 0 {
+		s.ClockTolerance = 30 * time.Second
 	}
 	return s
 }
@@ -72,6 +80,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("topology: MaxReceiveCount %d out of range 1-1000", s.MaxReceiveCount)
 	case s.TombstoneGrace < time.Second:
 		return fmt.Errorf("topology: TombstoneGrace %s below 1s", s.TombstoneGrace)
+	case s.ClockTolerance < time.Second || s.ClockTolerance > time.Hour:
+		return fmt.Errorf("topology: ClockTolerance %s out of range 1s-1h", s.ClockTolerance)
 	}
 	return nil
 }
@@ -229,6 +239,7 @@ func For(site Site, table string) (Topology, error) {
 				"SESSIONHA_TABLE":           "table:" + table,
 				"SESSIONHA_SITE":            site.Name,
 				"SESSIONHA_TOMBSTONE_GRACE": s.TombstoneGrace.String(),
+				"SESSIONHA_CLOCK_TOLERANCE": s.ClockTolerance.String(),
 			},
 		}, {
 			ID: FunctionSessionQuery, Name: name("sessionquery"), Queue: QueueQuery,

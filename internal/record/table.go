@@ -20,10 +20,13 @@ type DB interface {
 
 // Table reads and writes session items.
 type Table struct {
-	DB    DB
-	Name  string
-	Grace time.Duration    // least life of a tombstone
-	Now   func() time.Time // default time.Now
+	DB   DB
+	Name string
+	// Grace and Tolerance are the merge's Policy (defaults DefaultGrace, 30 min, and
+	// DefaultTolerance, 30 s); only Apply uses them.
+	Grace, Tolerance time.Duration
+	// Now is the function's clock, which the merge holds ops' times to. Default time.Now.
+	Now func() time.Time
 	// MaxAttempts bounds read-merge-put rounds when other writers keep winning. Default 5.
 	MaxAttempts int
 }
@@ -78,6 +81,7 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 	if attempts == 0 {
 		attempts = 5
 	}
+	p := Policy{Grace: t.Grace, Tolerance: t.Tolerance}
 	var (
 		cur   *Item
 		known bool // cur is the stored item as of a call just made: no need to read it
@@ -85,7 +89,7 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 	if op.Kind == Create {
 		// Optimistic: assume nothing is stored. If Merge would not write a fresh item
 		// (a create expired on arrival), read as usual: a tombstone may need extending.
-		if _, changed := Merge(nil, op, now(), t.Grace); changed {
+		if _, changed := Merge(nil, op, now(), p); changed {
 			known = true
 		}
 	}
@@ -99,7 +103,7 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 			}
 		}
 		known = false
-		next, changed := Merge(cur, op, now(), t.Grace)
+		next, changed := Merge(cur, op, now(), p)
 		if !changed {
 			return Unchanged, st, nil
 		}

@@ -3,9 +3,10 @@
 // Handle is the function's whole logic, shaped like any aws-lambda-go SQS handler and
 // tested without AWS: each record is decoded, validated and merged into its item with a
 // conditional write (internal/record). A record that cannot be applied (malformed, wrong
-// schema version, a write that keeps failing) is reported in batchItemFailures, so the
-// queue delivers it again and, after maxReceiveCount, moves it to the DLQ; its
-// batch-mates are applied regardless. Handle never panics and never fails the batch.
+// schema version, a write that keeps failing) is
+// reported in batchItemFailures, so the queue delivers it again and, after
+// maxReceiveCount, moves it to the DLQ; its batch-mates are applied regardless. Handle
+// never panics and never fails the batch.
 package handler
 
 import (
@@ -31,9 +32,16 @@ type Config struct {
 	Table string
 	// Site is the site this function serves, for logs (SESSIONHA_SITE). Default "".
 	Site string
-	// TombstoneGrace is the least time a destroyed session's tombstone is kept
-	// (SESSIONHA_TOMBSTONE_GRACE, a Go duration). Default 10m.
+	// TombstoneGrace is how long a tombstone outlives its session's latest possible
+	// deadline (and at least its destroy), and an ended session its deadline, so that a
+	// late op finds them (SESSIONHA_TOMBSTONE_GRACE, a Go duration). It must cover the
+	// clock skew between auth servers. Default 30m (record.DefaultGrace).
 	TombstoneGrace time.Duration
+	// ClockTolerance is how far ahead of this function's clock an op's created and last
+	// access may be; later ones are clamped, so that an auth server whose clock is ahead
+	// cannot stretch a session (SESSIONHA_CLOCK_TOLERANCE, a Go duration). Default 30s
+	// (record.DefaultTolerance).
+	ClockTolerance time.Duration
 	// Parallel is how many records of a batch are applied at once. Default 10.
 	Parallel int
 }
@@ -48,6 +56,13 @@ func ConfigFromEnv() (Config, error) {
 		}
 		c.TombstoneGrace = d
 	}
+	if v := os.Getenv("SESSIONHA_CLOCK_TOLERANCE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("SESSIONHA_CLOCK_TOLERANCE=%q: want a positive Go duration such as 30s", v)
+		}
+		c.ClockTolerance = d
+	}
 	return c, c.validate()
 }
 
@@ -55,8 +70,8 @@ func (c Config) validate() error {
 	if c.Table == "" {
 		return errors.New("SESSIONHA_TABLE is required: the session table's name")
 	}
-	if c.TombstoneGrace < 0 || c.Parallel < 0 {
-		return errors.New("TombstoneGrace and Parallel must not be negative")
+	if c.TombstoneGrace < 0 || c.ClockTolerance < 0 || c.Parallel < 0 {
+		return errors.New("TombstoneGrace, ClockTolerance and Parallel must not be negative")
 	}
 	return nil
 }
@@ -76,7 +91,10 @@ func New(db record.DB, cfg Config, log *slog.Logger) (*Handler, error) {
 		return nil, err
 	}
 	if cfg.TombstoneGrace == 0 {
-		cfg.TombstoneGrace = 10 * time.Minute
+		cfg.TombstoneGrace = record.DefaultGrace
+	}
+	if cfg.ClockTolerance == 0 {
+		cfg.ClockTolerance = record.DefaultTolerance
 	}
 	if cfg.Parallel == 0 {
 		cfg.Parallel = 10
@@ -85,7 +103,7 @@ func New(db record.DB, cfg Config, log *slog.Logger) (*Handler, error) {
 		log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
 	return &Handler{
-		table:    &record.Table{DB: db, Name: cfg.Table, Grace: cfg.TombstoneGrace},
+		table:    &record.Table{DB: db, Name: cfg.Table, Grace: cfg.TombstoneGrace, Tolerance: cfg.ClockTolerance},
 		log:      log.With("function", "sessionop", "site", cfg.Site),
 		parallel: cfg.Parallel,
 		metrics:  os.Stdout,
@@ -154,7 +172,7 @@ func ToRecordOp(op *events.SessionOp) record.Op {
 		r.Kind = record.Delta
 		r.Set, r.Remove = op.Set, op.Remove
 	case events.OpDestroy:
-		r.Kind = record.Destroy
+		r.Kind, r.Until = record.Destroy, op.Until
 		return r
 	}
 	s := op.Session

@@ -220,7 +220,27 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Errorf("bad grace: %v", err)
 	}
 	t.Setenv("SESSIONHA_TOMBSTONE_GRACE", "2m")
-	if c, err := ConfigFromEnv(); err != nil || c.TombstoneGrace != 2*time.Minute {
+	t.Setenv("SESSIONHA_CLOCK_TOLERANCE", "-1s")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "SESSIONHA_CLOCK_TOLERANCE") {
+		t.Errorf("bad tolerance: %v", err)
+	}
+	t.Setenv("SESSIONHA_CLOCK_TOLERANCE", "5s")
+	if c, err := ConfigFromEnv(); err != nil || c.TombstoneGrace != 2*time.Minute || c.ClockTolerance != 5*time.Second {
 		t.Errorf("good env: %+v %v", c, err)
+	}
+}
+
+// TestDestroyKeepsTombstoneUntil: a destroy's until reaches the table: its tombstone
+// outlives the session's latest deadline, not just the grace (issue 12, defect 2).
+func TestDestroyKeepsTombstoneUntil(t *testing.T) {
+	h, _, _ := newHandler(t)
+	d, _ := op(events.OpDestroy, 1<<20, nil)
+	d.Until = time.Now().Add(8 * time.Hour).UnixMilli()
+	resp, err := h.Handle(context.Background(), lambdaevents.SQSEvent{Records: []lambdaevents.SQSMessage{{MessageId: "d", Body: body(t, d)}}})
+	if err != nil || len(resp.BatchItemFailures) > 0 {
+		t.Fatalf("destroy: %v %+v", err, resp)
+	}
+	if it := get(t, d); it == nil || it.State != record.Destroyed || it.ExpiresAt*1000 < d.Until {
+		t.Fatalf("tombstone %+v: want it kept until %d", it, d.Until)
 	}
 }
