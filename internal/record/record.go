@@ -34,6 +34,11 @@
 // last access and, if it is the newest, the metadata. A destroy turns the item into a
 // tombstone whatever came before or comes after.
 //
+// Registers are bounded by the writers, not here: a snapshot drops every register older
+// than itself, so a writer that sends deltas sends a snapshot instead once the registers
+// it caused since its last one pass a budget (client: registerBudget). MaxItemBytes is the
+// backstop: an op whose merged item would not fit is refused with ErrTooLarge.
+//
 // # Time: the function's clock rules
 //
 // An op's times come from its writer's clock, which may be off. Merge holds them to the

@@ -35,6 +35,10 @@ type Table struct {
 // should fail the message so that the queue delivers it again later.
 var ErrContended = errors.New("record: lost the conditional write too many times")
 
+// ErrTooLarge means the op, merged, would make an item over MaxItemBytes: it can never
+// be applied, and the caller should set it aside rather than deliver it again.
+var ErrTooLarge = errors.New("record: merged item too large")
+
 // Result says what Apply did.
 type Result int
 
@@ -122,6 +126,10 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 			next.Rev = cur.Rev + 1
 		}
 		in.Item = Marshal(next)
+		if n := ItemSize(in.Item); n > MaxItemBytes {
+			return Unchanged, st, fmt.Errorf("%w: %d bytes, over DynamoDB's limit of %d (attributes %d bytes, %d attribute registers)",
+				ErrTooLarge, n, MaxItemBytes, attrBytes(next.Attrs), len(next.AttrVers)+len(next.Removed))
+		}
 		_, err := t.DB.PutItem(ctx, in)
 		st.Writes++
 		var lost *types.ConditionalCheckFailedException

@@ -3,7 +3,7 @@
 // Handle is the function's whole logic, shaped like any aws-lambda-go SQS handler and
 // tested without AWS: each record is decoded, validated and merged into its item with a
 // conditional write (internal/record). A record that cannot be applied (malformed, wrong
-// schema version, a write that keeps failing) is
+// schema version, a merged item over DynamoDB's 400 KB, a write that keeps failing) is
 // reported in batchItemFailures, so the queue delivers it again and, after
 // maxReceiveCount, moves it to the DLQ; its batch-mates are applied regardless. Handle
 // never panics and never fails the batch.
@@ -146,6 +146,13 @@ func (h *Handler) apply(ctx context.Context, rec *lambdaevents.SQSMessage, c *ba
 	c.Add("Reads", int64(st.Reads))
 	c.Add("Writes", int64(st.Writes))
 	c.Add("Conflicts", int64(st.Conflicts))
+	if errors.Is(err, record.ErrTooLarge) {
+		// It can never apply: set aside like a malformed message, with its reason.
+		c.Add("Rejected", 1)
+		h.log.Warn("record rejected", "messageId", rec.MessageId, "kind", "too-large-item",
+			"receiveCount", rec.Attributes["ApproximateReceiveCount"], "bytes", len(rec.Body), "reason", err.Error())
+		return fmt.Errorf("%w: apply %s: %w", errRejected, op.Op, err)
+	}
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", op.Op, err)
 	}

@@ -244,3 +244,58 @@ func TestDestroyKeepsTombstoneUntil(t *testing.T) {
 		t.Fatalf("tombstone %+v: want it kept until %d", it, d.Until)
 	}
 }
+
+// TestItemTooLargeRejected: an op whose merged item would be over DynamoDB's 400 KB can
+// never apply: it is rejected with its reason, like a malformed message, rather than
+// failing the same PutItem on every delivery; the item stays as it was (issue 12,
+// defect 8).
+func TestItemTooLargeRejected(t *testing.T) {
+	h, logs, metrics := newHandler(t)
+	create, _ := op(events.OpCreate, 1<<20, map[string][]byte{"k": []byte("v")})
+	deliver := func(id string, o *events.SessionOp) lambdaevents.SQSEventResponse {
+		t.Helper()
+		resp, err := h.Handle(context.Background(), lambdaevents.SQSEvent{Records: []lambdaevents.SQSMessage{{MessageId: id, Body: body(t, o)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := deliver("create", create); len(r.BatchItemFailures) > 0 {
+		t.Fatal("create failed")
+	}
+	// Deltas removing 200 distinct names of 120 bytes each leave ~28 KB of registers.
+	delta := func(n int) *events.SessionOp {
+		d := *create
+		d.Op, d.Version, d.Session = events.OpDelta, fmt.Sprintf("%016x", 1<<20+n), &events.Session{
+			Principal: "alice", Created: create.Session.Created, LastAccess: create.Session.LastAccess, MaxIdle: 600, MaxLife: 3600}
+		for i := range 200 {
+			d.Remove = append(d.Remove, fmt.Sprintf("%03d-%03d-%s", n, i, strings.Repeat("r", 112)))
+		}
+		return &d
+	}
+	n := 1
+	for ; ; n++ {
+		before := get(t, create)
+		resp := deliver(fmt.Sprintf("delta-%d", n), delta(n))
+		if len(resp.BatchItemFailures) == 0 {
+			if n > 30 {
+				t.Fatalf("%d deltas of 200 registers each applied: the item should be over 400 KB by now", n)
+			}
+			continue
+		}
+		after := get(t, create)
+		if len(after.Removed) != len(before.Removed) || after.Rev != before.Rev {
+			t.Errorf("the refused delta changed the item: %d registers, rev %d; was %d, rev %d", len(after.Removed), after.Rev, len(before.Removed), before.Rev)
+		}
+		break
+	}
+	if n < 10 {
+		t.Errorf("refused after %d deltas (%d registers): far below 400 KB", n, 200*(n-1))
+	}
+	if !strings.Contains(logs.String(), `"kind":"too-large-item"`) || !strings.Contains(logs.String(), "over DynamoDB's limit") {
+		t.Errorf("no rejection with its reason logged:\n%s", logs.String())
+	}
+	if !strings.Contains(metrics.String(), `"Rejected":1`) {
+		t.Errorf("metrics do not count the rejection:\n%s", metrics.String())
+	}
+}
