@@ -12,17 +12,18 @@ import (
 
 func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 	cases := map[string]string{
-		"SESSIONHA_PERSISTENCE":     "disk",
-		"SESSIONHA_FREQUENCY":       "hourly",
-		"SESSIONHA_SCOPE":           "everything",
-		"SESSIONHA_READ_PATH":       "carrier-pigeon",
-		"SESSIONHA_MAX_WAIT":        "five seconds",
-		"SESSIONHA_CLUSTER":         "no spaces allowed",
-		"SESSIONHA_INSTANCE_ID":     strings.Repeat("x", 65),
-		"SESSIONHA_FLUSH_INTERVAL":  "-1s",
-		"SESSIONHA_PUBLISH_TIMEOUT": "0",
-		"SESSIONHA_MAX_SESSIONS":    "lots",
-		"SESSIONHA_FILE_DIR":        "relative/dir",
+		"SESSIONHA_PERSISTENCE":      "disk",
+		"SESSIONHA_FREQUENCY":        "hourly",
+		"SESSIONHA_SCOPE":            "everything",
+		"SESSIONHA_READ_PATH":        "carrier-pigeon",
+		"SESSIONHA_MAX_WAIT":         "five seconds",
+		"SESSIONHA_CLUSTER":          "no spaces allowed",
+		"SESSIONHA_INSTANCE_ID":      strings.Repeat("x", 65),
+		"SESSIONHA_FLUSH_INTERVAL":   "-1s",
+		"SESSIONHA_PUBLISH_TIMEOUT":  "0",
+		"SESSIONHA_MAX_SESSIONS":     "lots",
+		"SESSIONHA_FILE_DIR":         "relative/dir",
+		"SESSIONHA_MAX_SESSION_LIFE": "forever",
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -48,6 +49,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		"SESSIONHA_PERSISTENCE": "memory", "SESSIONHA_FREQUENCY": "time-based", "SESSIONHA_SCOPE": "modified-session",
 		"SESSIONHA_READ_PATH": "bus", "SESSIONHA_MAX_WAIT": "250ms", "SESSIONHA_FLUSH_INTERVAL": "3s",
 		"SESSIONHA_MAX_SESSIONS": "42", "SESSIONHA_FILE_DIR": "/var/lib/sessions", "SESSIONHA_PUBLISH_TIMEOUT": "750ms",
+		"SESSIONHA_MAX_SESSION_LIFE": "720h",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -59,7 +61,8 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 	want := Config{Site: "eu", Cluster: "c1", InstanceID: "auth-1", Table: "t", OpsTopicARN: "arn:ops",
 		QueryTopicARN: "arn:q", ReplyTopicARN: "arn:r", NoticeTopicARN: "arn:n", Persistence: PersistenceMemory,
 		Frequency: FrequencyTimeBased, Scope: ScopeModifiedSession, ReadPath: ReadBus, MaxWait: 250 * time.Millisecond,
-		FlushInterval: 3 * time.Second, MaxSessions: 42, Dir: "/var/lib/sessions", PublishTimeout: 750 * time.Millisecond}
+		FlushInterval: 3 * time.Second, MaxSessions: 42, Dir: "/var/lib/sessions", PublishTimeout: 750 * time.Millisecond,
+		MaxSessionLife: 720 * time.Hour}
 	if c != want {
 		t.Fatalf("got %+v\nwant %+v", c, want)
 	}

@@ -24,7 +24,7 @@ func (s *Store) SaveAs(ctx context.Context, id string, n NewSession) (*Session, 
 	if !validID(id) {
 		return nil, fmt.Errorf("%w: the id must be 32 bytes in unpadded base64url", ErrInvalid)
 	}
-	sess, err := newSession(id, s.cfg.Cluster, n)
+	sess, err := newSession(id, s.cfg.Cluster, n, s.cfg.MaxSessionLife)
 	if err != nil {
 		return nil, err
 	}

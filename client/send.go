@@ -57,8 +57,9 @@ func (r *refusedError) Error() string { return "refused by the bus: " + r.err.Er
 
 // sendNowLocked builds the op a web-method call sends before it returns, or nil when the
 // change waits: time-based frequency, or the bus unreachable (it goes with the recovery).
-func (s *Store) sendNowLocked(e *entry) *outOp {
-	if s.cfg.Frequency != FrequencyWebMethod || (s.bus != nil && s.Mode() != ModeFailover) {
+// urgent sends a time-based change at once too: the next flush could come too late.
+func (s *Store) sendNowLocked(e *entry, urgent bool) *outOp {
+	if (s.cfg.Frequency != FrequencyWebMethod && !urgent) || (s.bus != nil && s.Mode() != ModeFailover) {
 		return nil
 	}
 	return s.buildLocked(e, false)

@@ -220,7 +220,7 @@ func (s *Store) Create(ctx context.Context, n NewSession) (*Session, error) {
 	defer s.leave()
 	s.stats.requests.Add(1)
 	s.stats.writes.Add(1)
-	sess, err := newSession(newID(), s.cfg.Cluster, n)
+	sess, err := newSession(newID(), s.cfg.Cluster, n, s.cfg.MaxSessionLife)
 	if err != nil {
 		return nil, err
 	}
@@ -233,13 +233,17 @@ func (s *Store) Create(ctx context.Context, n NewSession) (*Session, error) {
 	return sess.clone(), nil
 }
 
-// newSession checks n and makes the session it describes, created now.
-func newSession(id, cluster string, n NewSession) (*Session, error) {
+// newSession checks n and makes the session it describes, created now; maxLife is the
+// store's MaxSessionLife.
+func newSession(id, cluster string, n NewSession, maxLife time.Duration) (*Session, error) {
 	if n.Principal == "" {
 		return nil, fmt.Errorf("%w: Principal is required", ErrInvalid)
 	}
 	if n.MaxIdle < 0 || n.MaxLife < 0 {
 		return nil, fmt.Errorf("%w: MaxIdle and MaxLife must not be negative", ErrInvalid)
+	}
+	if n.MaxLife > maxLife {
+		return nil, fmt.Errorf("%w: MaxLife %s is over the store's MaxSessionLife (%s, SESSIONHA_MAX_SESSION_LIFE)", ErrInvalid, n.MaxLife, maxLife)
 	}
 	if n.MaxIdle == 0 {
 		n.MaxIdle = 30 * time.Minute
@@ -297,7 +301,7 @@ func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKin
 			e.create = true
 		}
 		e.full = e.seq
-		op = s.sendNowLocked(e)
+		op = s.sendNowLocked(e, false)
 	}
 	s.cache.add(e) // pinned by now if it has something to send, so never evicted unsent
 	s.mu.Unlock()
@@ -322,7 +326,9 @@ func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKin
 //     attributes are kept), or just the last access under the same rule;
 //   - web-method frequency returns once the change is published (ha) or written (file);
 //     time-based returns at once, and the change goes with the next flush, together with
-//     every other change to the session since the last one.
+//     every other change to the session since the last one; but with ha, a change that
+//     the next flush would send after the session's deadline (the table takes nothing of
+//     a session once its deadline has passed) is published before Save returns.
 //
 // In degraded mode Save returns nil once the change is held in memory: it is sent when
 // the bus is back (see Mode). If ctx ends while publishing, the error wraps ctx's and the
@@ -397,6 +403,9 @@ func (s *Store) Save(ctx context.Context, sess *Session) error {
 		}
 		e.sess.attrs = attrs
 	}
+	// The table takes no op of a session once its deadline has passed, even one made
+	// before: a time-based change that the next flush would send too late goes at once.
+	urgent := s.bus != nil && e.sess.expiresAt().Sub(now) < s.cfg.FlushInterval+s.cfg.PublishTimeout
 	e.sess.lastAccess = now
 	if now.Before(e.sess.created) {
 		e.sess.lastAccess = e.sess.created // created by another instance, whose clock is ahead
@@ -419,7 +428,7 @@ func (s *Store) Save(ctx context.Context, sess *Session) error {
 				e.changed[name] = e.seq
 			}
 		}
-		op = s.sendNowLocked(e)
+		op = s.sendNowLocked(e, urgent)
 	}
 	s.cache.add(e)
 	s.mu.Unlock()
@@ -433,7 +442,9 @@ func (s *Store) Save(ctx context.Context, sess *Session) error {
 // Load returns the session with the given id. With persistence ha it is the newer of this
 // instance's copy (so an instance reads its own writes before they are applied) and the
 // table's strongly consistent one; if the table cannot be read, this instance's copy if it
-// has one. It fails with ErrNotFound for an id that is unknown, expired or destroyed.
+// has one. It fails with ErrNotFound for an id that is unknown, expired or destroyed, and
+// for one whose deadline has passed in the table (the table takes no change of it any
+// more) even if this instance's copy, whose changes all went out, is younger.
 func (s *Store) Load(ctx context.Context, id string) (*Session, error) {
 	if !s.enter() {
 		return nil, ErrClosed
@@ -522,6 +533,18 @@ func (s *Store) resolve(id, key string, it *record.Item, mine *Session, ver stri
 		s.revoke(key)
 		return nil, ErrNotFound
 	}
+	if it != nil && !pending && !now.Before(it.Deadline()) {
+		// Over in the table: the functions take no op of it any more, so a copy that this
+		// instance's clock still finds alive (its last save came too late, or the clock is
+		// behind) must not be served either. A copy with changes not yet sent or applied
+		// is served: they may still come in time.
+		s.mu.Lock()
+		if e := s.cache.get(key); e != nil && !e.pinned() {
+			s.cache.drop(key)
+		}
+		s.mu.Unlock()
+		return nil, ErrNotFound
+	}
 	// This instance's changes not yet applied (or not yet sent) are newer than the table.
 	// An equal version is no proof that the table has them all: deltas apply in any
 	// order, so the item may carry this instance's last op but not an earlier one. Until
@@ -579,7 +602,10 @@ func (s *Store) revokeLocked(key string) {
 }
 
 // Destroy ends the session everywhere (logout): it publishes a tombstone (ha) or removes
-// the file (file), and this instance refuses the id at once. A destroy is sent at once
+// the file (file), and this instance refuses the id at once. The tombstone lasts until the
+// session's latest possible deadline, as this instance's copy or the table tell it, or
+// MaxSessionLife from now when neither knows the session (its create may still be on its
+// way), so that no late op of the session brings it back. A destroy is sent at once
 // whatever the frequency; while degraded, it is kept and sent first when the bus is back.
 // With notices on, every instance in scope drops its copy too. An explicit logout of a
 // session in an SSO group ends every session of that group (its user's); a timeout ends
@@ -595,35 +621,43 @@ func (s *Store) Destroy(ctx context.Context, id string) error {
 		return nil
 	}
 	hashed := events.HashID(id)
-	principal, group := s.groupOf(ctx, record.Key(s.cfg.Cluster, hashed))
-	if err := s.destroy(ctx, hashed, "logout"); err != nil {
+	k := s.knownOf(ctx, record.Key(s.cfg.Cluster, hashed))
+	if err := s.destroy(ctx, hashed, "logout", k.until); err != nil {
 		return err
 	}
-	if group == "" {
+	if k.group == "" {
 		return nil
 	}
-	return s.destroyWhere(ctx, principal, "sso-group", func(e record.Entry) bool { return e.Group == group })
+	return s.destroyWhere(ctx, k.principal, "sso-group", func(e record.Entry) bool { return e.Group == k.group })
 }
 
-// groupOf returns the principal and SSO group of key, from memory or the table; "" if
-// unknown.
-func (s *Store) groupOf(ctx context.Context, key string) (principal, group string) {
+// known is what this instance can tell of a session it is about to destroy.
+type known struct {
+	principal, group string
+	until            int64 // created + max life (unix ms); 0 if unknown
+}
+
+// knownOf returns what memory or the table tell of key; zero if nothing.
+func (s *Store) knownOf(ctx context.Context, key string) known {
+	var k known
 	s.mu.Lock()
 	if e := s.cache.get(key); e != nil {
-		principal, group = e.sess.principal, e.sess.group
+		k = known{principal: e.sess.principal, group: e.sess.group, until: e.sess.created.Add(e.sess.maxLife).UnixMilli()}
 	}
 	s.mu.Unlock()
-	if principal != "" || s.table == nil {
-		return principal, group
+	if k.principal != "" || s.table == nil {
+		return k
 	}
-	if it, err := s.table.Get(ctx, key); err == nil && it != nil {
-		return it.Principal, it.Group
+	if it, err := s.table.Get(ctx, key); err == nil && it != nil && it.State != record.Destroyed {
+		return known{principal: it.Principal, group: it.Group, until: it.Created + it.MaxLife*1000}
 	}
-	return "", ""
+	return known{}
 }
 
-// destroy ends the session whose hashed id is hashed: see Destroy.
-func (s *Store) destroy(ctx context.Context, hashed, reason string) error {
+// destroy ends the session whose hashed id is hashed: see Destroy. until is its latest
+// possible deadline (unix ms), which its tombstone must outlive; 0 if this instance
+// cannot tell, and then now + MaxSessionLife bounds it.
+func (s *Store) destroy(ctx context.Context, hashed, reason string, until int64) error {
 	s.stats.requests.Add(1)
 	s.stats.deletes.Add(1)
 	key := record.Key(s.cfg.Cluster, hashed)
@@ -631,7 +665,10 @@ func (s *Store) destroy(ctx context.Context, hashed, reason string) error {
 	s.revokeLocked(key)
 	var op *outOp
 	if s.bus != nil {
-		d, err := s.destroyLocked(key, hashed, reason)
+		if until <= 0 {
+			until = time.Now().Add(s.cfg.MaxSessionLife).UnixMilli()
+		}
+		d, err := s.destroyLocked(key, hashed, reason, until)
 		if err != nil {
 			s.mu.Unlock()
 			return err
@@ -685,14 +722,14 @@ func (s *Store) notify(ctx context.Context, hashed, reason string) {
 }
 
 // destroyLocked queues the tombstone of key until it is sent.
-func (s *Store) destroyLocked(key, hashed, reason string) (*pendingDestroy, error) {
+func (s *Store) destroyLocked(key, hashed, reason string, until int64) (*pendingDestroy, error) {
 	if d, ok := s.destroys[key]; ok {
 		return d, nil
 	}
 	body, err := events.EncodeSessionOp(&events.SessionOp{
 		V: events.SchemaVersion, Op: events.OpDestroy, Cluster: s.cfg.Cluster, ID: hashed,
 		Version: s.clock.next(), Writer: s.cfg.InstanceID, Site: s.cfg.Site, At: time.Now().UnixMilli(),
-		Reason: reason,
+		Reason: reason, Until: until,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
