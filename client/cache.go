@@ -20,6 +20,12 @@ type entry struct {
 	changed  map[string]uint64 // attributes set or removed (modified-attribute)
 	inflight int               // sends under way
 
+	// The attribute registers the item holds, as far as this instance knows (send.go's
+	// registerBudget): their size when it read the item, and the names its own deltas
+	// set or removed since its last whole session, each with the seq it was sent at.
+	regBase int
+	regs    map[string]uint64
+
 	written string // file: version of the last file written, so that an older write never replaces a newer one
 }
 

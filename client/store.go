@@ -328,7 +328,10 @@ func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKin
 //     time-based returns at once, and the change goes with the next flush, together with
 //     every other change to the session since the last one; but with ha, a change that
 //     the next flush would send after the session's deadline (the table takes nothing of
-//     a session once its deadline has passed) is published before Save returns.
+//     a session once its deadline has passed) is published before Save returns;
+//   - modified-attribute sends the whole session instead of a delta once the deltas of
+//     this instance since its last whole session would leave too many attribute
+//     registers in the table (see registerBudget in send.go).
 //
 // In degraded mode Save returns nil once the change is held in memory: it is sent when
 // the bus is back (see Mode). If ctx ends while publishing, the error wraps ctx's and the
@@ -569,13 +572,24 @@ func (s *Store) resolve(id, key string, it *record.Item, mine *Session, ver stri
 	e := s.cache.get(key)
 	switch {
 	case e == nil:
-		s.cache.add(&entry{key: key, sess: sess.clone(), ver: it.Version})
+		s.cache.add(&entry{key: key, sess: sess.clone(), ver: it.Version, regBase: registersOf(it)})
 	case !e.pinned() && e.ver < it.Version:
-		e.sess, e.ver = sess.clone(), it.Version
+		e.sess, e.ver, e.regBase = sess.clone(), it.Version, registersOf(it)
 	}
 	s.mu.Unlock()
 	sess.id = id
 	return sess, nil
+}
+
+// registersOf is about the bytes the item's attribute registers take.
+func registersOf(it *record.Item) int {
+	n := 0
+	for _, regs := range []map[string]string{it.AttrVers, it.Removed} {
+		for name, ver := range regs {
+			n += len(name) + len(ver) + 8
+		}
+	}
+	return n
 }
 
 func fromItem(it *record.Item) *Session {
