@@ -11,7 +11,7 @@
 // sort a session's ops by version and apply them one by one, where a snapshot (create,
 // save) replaces all attributes, a delta sets and removes some, a destroy is final, the
 // metadata (principal, group, created, max idle, max life, site, writer) is the newest
-// op's, and the last access is the greatest any op carried.
+// op's, and the last access is the greatest any op carried; under the time rules below.
 //
 // The item holds:
 //   - Floor: the version of the newest snapshot merged (none yet: the item is Pending,
@@ -36,8 +36,10 @@
 //
 // Registers are bounded by the writers, not here: a snapshot drops every register older
 // than itself, so a writer that sends deltas sends a snapshot instead once the registers
-// it caused since its last one pass a budget (client: registerBudget). MaxItemBytes is the
-// backstop: an op whose merged item would not fit is refused with ErrTooLarge.
+// it caused since its last one pass a budget (registerBudget in client/send.go). Such a
+// snapshot is a snapshot like any other: it replaces what concurrent writers changed and
+// it did not see, as scope "session" does on every save. MaxItemBytes is the backstop: an
+// op whose merged item would not fit is refused with ErrTooLarge.
 //
 // # Time: the function's clock rules
 //
@@ -48,7 +50,8 @@
 //   - an item whose deadline (min(last access + max idle, created + max life)) has passed
 //     is over: no op brings it back, so a writer whose clock is behind, and which still
 //     serves the session, cannot make it readable again; an op that arrives after the
-//     deadline is too late, even if it was made before it;
+//     deadline is too late, even if it was made before it (a change held back for longer
+//     than its session had left, by a long outage, ends with the session);
 //   - an op that would make a new item already past its own deadline writes nothing.
 //
 // DynamoDB may delete an item any time after its TTL (ExpiresAt), so Merge treats an
