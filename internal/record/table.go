@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -74,7 +75,9 @@ func (t *Table) Get(ctx context.Context, key string) (*Item, error) {
 // exists; and a conditional write that loses returns the item that beat it
 // (ReturnValuesOnConditionCheckFailure), which the next round merges into without
 // reading again. Either way the round that writes merged op into the item as stored, so
-// the result is the read-merge-put's.
+// the result is the read-merge-put's. From its second lost write on, Apply waits a random,
+// growing while (at most 64 ms) and reads afresh, so that writers racing on a busy item
+// stop colliding round after round.
 func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 	var st Stats
 	now := time.Now
@@ -143,6 +146,17 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 					return Unchanged, st, err
 				}
 				known = true
+			}
+			if st.Conflicts > 1 {
+				// A busy item: step aside for a random while, growing, and read it afresh,
+				// so that racing writers stop colliding round after round.
+				wait := min(time.Millisecond<<st.Conflicts, 64*time.Millisecond)
+				select {
+				case <-ctx.Done():
+					return Unchanged, st, ctx.Err()
+				case <-time.After(rand.N(wait)):
+				}
+				known = false
 			}
 			continue
 		}

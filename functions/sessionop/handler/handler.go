@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	lambdaevents "github.com/aws/aws-lambda-go/events"
@@ -78,6 +79,7 @@ func (c Config) validate() error {
 
 // Handler applies batches of session operations.
 type Handler struct {
+	sessions keyLocks // ops of one session are applied one at a time
 	table    *record.Table
 	log      *slog.Logger
 	parallel int
@@ -142,7 +144,12 @@ func (h *Handler) apply(ctx context.Context, rec *lambdaevents.SQSMessage, c *ba
 			"receiveCount", rec.Attributes["ApproximateReceiveCount"], "bytes", len(rec.Body), "reason", err.Error())
 		return fmt.Errorf("%w: %w", errRejected, err)
 	}
-	res, st, err := h.table.Apply(ctx, ToRecordOp(op))
+	r := ToRecordOp(op)
+	// Ops of one session in a batch would only race each other's conditional writes, and
+	// a busy session's ops would run out of rounds: one at a time, others alongside.
+	unlock := h.sessions.lock(r.Key)
+	res, st, err := h.table.Apply(ctx, r)
+	unlock()
 	c.Add("Reads", int64(st.Reads))
 	c.Add("Writes", int64(st.Writes))
 	c.Add("Conflicts", int64(st.Conflicts))
@@ -165,6 +172,41 @@ func (h *Handler) apply(ctx context.Context, rec *lambdaevents.SQSMessage, c *ba
 		c.Add("Unchanged", 1)
 	}
 	return nil
+}
+
+// keyLocks is a mutex per key, made while in use.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks key and returns the func that unlocks it.
+func (k *keyLocks) lock(key string) func() {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{}
+		k.m[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 // ToRecordOp turns a decoded operation into the record's terms.

@@ -299,3 +299,39 @@ func TestItemTooLargeRejected(t *testing.T) {
 		t.Errorf("metrics do not count the rejection:\n%s", metrics.String())
 	}
 }
+
+// TestOneSessionsOpsInABatchDoNotRace: the ops of one session in a batch are applied one
+// after another: run at once, they would only make each other's conditional writes fail
+// (and a busy session's ops run out of rounds and reach the DLQ); other sessions' ops
+// still run alongside.
+func TestOneSessionsOpsInABatchDoNotRace(t *testing.T) {
+	h, _, metrics := newHandler(t)
+	create, _ := op(events.OpCreate, 1<<20, nil)
+	if r, err := h.Handle(context.Background(), lambdaevents.SQSEvent{Records: []lambdaevents.SQSMessage{{MessageId: "c", Body: body(t, create)}}}); err != nil || len(r.BatchItemFailures) > 0 {
+		t.Fatalf("create: %v %+v", err, r)
+	}
+	var ev lambdaevents.SQSEvent
+	for i := range 10 {
+		d := *create
+		d.Op, d.Version = events.OpDelta, fmt.Sprintf("%016x", 1<<20+1+i)
+		s := *create.Session
+		s.Attrs, s.LastAccess = nil, s.LastAccess+int64(i)
+		d.Session, d.Set = &s, map[string][]byte{fmt.Sprintf("k%d", i): []byte("v")}
+		ev.Records = append(ev.Records, lambdaevents.SQSMessage{MessageId: fmt.Sprint(i), Body: body(t, &d)})
+	}
+	metrics.b.Reset()
+	resp, err := h.Handle(context.Background(), ev)
+	if err != nil || len(resp.BatchItemFailures) > 0 {
+		t.Fatalf("ten deltas of one session: %v, failures %+v", err, resp.BatchItemFailures)
+	}
+	if it := get(t, create); len(it.Attrs) != 10 {
+		t.Errorf("%d attributes after ten deltas, want 10", len(it.Attrs))
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(metrics.String())), &m); err != nil {
+		t.Fatalf("metrics line is not JSON: %v", err)
+	}
+	if m["Conflicts"] != float64(0) || m["Applied"] != float64(10) {
+		t.Errorf("metrics %v: want 10 applied and no lost conditional write", m)
+	}
+}
