@@ -24,6 +24,12 @@ type entry struct {
 	changed  map[string]uint64 // attributes set or removed (modified-attribute)
 	inflight int               // sends under way
 
+	// The attribute registers the item holds, as far as this instance knows (send.go's
+	// registerBudget): their size when it read the item, and the names its own deltas
+	// set or removed since its last whole session, each with the seq it was sent at.
+	regBase int
+	regs    map[string]uint64
+
 	written string // file: version of the last file written, so that an older write never replaces a newer one
 
 	// Degraded mode's journal (ha): jseq is the seq of the last change journaled and not
@@ -126,5 +132,6 @@ type pendingDestroy struct {
 	inflight bool   // the op or the notice is being sent
 	sent     bool   // the bus took the op; only the notice may be owed
 	ver      string // the op's record version, for the table
+	until    int64  // the session's latest possible deadline (unix ms) the op carries
 	notice   bool   // a destroy notice is owed
 }

@@ -28,6 +28,7 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		"SESSIONHA_ORPHAN_QUEUE_AGE":   "1m", // below the least
 		"SESSIONHA_READS":              "sometimes",
 		"SESSIONHA_SAVE_WAIT":          "forever",
+		"SESSIONHA_MAX_SESSION_LIFE":   "forever",
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -54,7 +55,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		"SESSIONHA_READ_PATH": "bus", "SESSIONHA_MAX_WAIT": "250ms", "SESSIONHA_FLUSH_INTERVAL": "3s",
 		"SESSIONHA_MAX_SESSIONS": "42", "SESSIONHA_FILE_DIR": "/var/lib/sessions", "SESSIONHA_PUBLISH_TIMEOUT": "750ms",
 		"SESSIONHA_JOURNAL_DIR": "/var/lib/sessionha", "SESSIONHA_SWEEP_QUEUES_EVERY": "off", "SESSIONHA_ORPHAN_QUEUE_AGE": "2h",
-		"SESSIONHA_READS": "always", "SESSIONHA_SAVE_WAIT": "applied",
+		"SESSIONHA_READS": "always", "SESSIONHA_SAVE_WAIT": "applied", "SESSIONHA_MAX_SESSION_LIFE": "720h",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -68,7 +69,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		Frequency: FrequencyTimeBased, Scope: ScopeModifiedSession, ReadPath: ReadBus, MaxWait: 250 * time.Millisecond,
 		FlushInterval: 3 * time.Second, MaxSessions: 42, Dir: "/var/lib/sessions", PublishTimeout: 750 * time.Millisecond,
 		JournalDir: "/var/lib/sessionha", SweepQueuesEvery: -1, OrphanQueueAge: 2 * time.Hour,
-		Reads: ReadsAlways, SaveWait: SaveApplied}
+		Reads: ReadsAlways, SaveWait: SaveApplied, MaxSessionLife: 720 * time.Hour}
 	if c != want {
 		t.Fatalf("got %+v\nwant %+v", c, want)
 	}

@@ -78,6 +78,9 @@ const (
 	SaveApplied   SaveWait = "applied"   // the change is in the table
 )
 
+// DefaultMaxSessionLife is Config.MaxSessionLife's default.
+const DefaultMaxSessionLife = 90 * 24 * time.Hour
+
 // Config configures a Store. The zero value of every field means the default named in its
 // comment; ConfigFromEnv fills it from SESSIONHA_* variables. Open validates it.
 type Config struct {
@@ -164,6 +167,13 @@ type Config struct {
 	// memory, after its own destroy or a notice (SESSIONHA_PURGE_DELAY, a Go duration);
 	// after it, the table's tombstone answers. Default 10 min (OpenAM: 1 min).
 	PurgeDelay time.Duration
+	// MaxSessionLife is the longest MaxLife a session may have (SESSIONHA_MAX_SESSION_LIFE,
+	// a Go duration): Create and SaveAs refuse a longer one with ErrInvalid. It bounds how
+	// long a logout's tombstone must last when the instance that logs out cannot see the
+	// session (its create may still be on its way): now + MaxSessionLife, so that the
+	// create, however late it comes, cannot bring the session back. Default 90 days
+	// (DefaultMaxSessionLife). Give every instance of a site the same value.
+	MaxSessionLife time.Duration
 	// MaxSessionsPerPrincipal caps a user's sessions: creating one more destroys the
 	// oldest (SESSIONHA_MAX_SESSIONS_PER_PRINCIPAL). Default 0: no cap. The count comes
 	// from the per-user index, which lags a second or so behind creates.
@@ -233,6 +243,7 @@ var envVars = []struct {
 		return nil
 	}},
 	{"SESSIONHA_PUBLISH_TIMEOUT", func(c *Config, v string) (err error) { c.PublishTimeout, err = parseDuration(v); return }},
+	{"SESSIONHA_MAX_SESSION_LIFE", func(c *Config, v string) (err error) { c.MaxSessionLife, err = parseDuration(v); return }},
 	{"SESSIONHA_SWEEP_QUEUES_EVERY", func(c *Config, v string) (err error) {
 		if v == "off" {
 			c.SweepQueuesEvery = -1
@@ -325,6 +336,9 @@ func (c Config) withDefaults() Config {
 	if c.PurgeDelay == 0 {
 		c.PurgeDelay = 10 * time.Minute
 	}
+	if c.MaxSessionLife == 0 {
+		c.MaxSessionLife = DefaultMaxSessionLife
+	}
 	if c.SweepQueuesEvery == 0 {
 		c.SweepQueuesEvery = time.Hour
 	}
@@ -396,6 +410,7 @@ func (c Config) validate() error {
 		{"MaxWait", "SESSIONHA_MAX_WAIT", c.MaxWait},
 		{"PublishTimeout", "SESSIONHA_PUBLISH_TIMEOUT", c.PublishTimeout},
 		{"PurgeDelay", "SESSIONHA_PURGE_DELAY", c.PurgeDelay},
+		{"MaxSessionLife", "SESSIONHA_MAX_SESSION_LIFE", c.MaxSessionLife},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("client: %s (%s) %s: want a positive duration, or 0 for the default", f.field, f.env, f.v)

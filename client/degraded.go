@@ -23,11 +23,6 @@ import (
 // written to the table at once where this instance reads it directly, so that the other
 // instances refuse the session before the bus is back.
 
-// tombstoneGrace is the least time a tombstone this instance writes itself is kept: as
-// long as the functions keep one (their TombstoneGrace default), and at least until the
-// session's latest possible deadline when this instance knows it.
-const tombstoneGrace = 10 * time.Minute
-
 // journalDir is where this instance's journal lives.
 func (c Config) journalDir() (string, error) {
 	base := c.JournalDir
@@ -112,7 +107,7 @@ func (s *Store) replay(recs []journaled) int {
 		s.clock.observe(op.Version)
 		if op.Op == events.OpDestroy {
 			s.revoked[key] = now.Add(s.cfg.PurgeDelay)
-			s.destroys[key] = &pendingDestroy{body: r.body, hashed: op.ID, reason: op.Reason,
+			s.destroys[key] = &pendingDestroy{body: r.body, hashed: op.ID, reason: op.Reason, until: op.Until,
 				ver: record.Version(op.Version, op.Writer), notice: r.notice && s.cfg.NoticeScope != NoticeOff}
 			n++
 			continue
@@ -231,15 +226,15 @@ func (s *Store) compactJournal() {
 // table directly (and so may write it): the other instances refuse the session before
 // the bus is back. It is a conditional write through the record's merge, as the
 // functions do it, so it never undoes a newer write. It reports whether it was written.
-func (s *Store) tombstone(ctx context.Context, key string, d *pendingDestroy, lifeEnd time.Time) bool {
+// The tombstone lasts as the functions' would: until the session's latest possible
+// deadline the destroy carries, plus the record's default grace.
+func (s *Store) tombstone(ctx context.Context, key string, d *pendingDestroy) bool {
 	if s.table == nil || s.cfg.ReadPath != ReadDirect {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PublishTimeout)
 	defer cancel()
-	t := *s.table
-	t.Grace = max(tombstoneGrace, time.Until(lifeEnd))
-	if _, _, err := t.Apply(ctx, record.Op{Kind: record.Destroy, Key: key, Version: d.ver}); err != nil {
+	if _, _, err := s.table.Apply(ctx, record.Op{Kind: record.Destroy, Key: key, Version: d.ver, Until: d.until}); err != nil {
 		s.log.Warn("a logout made while the bus is down could not be written to the table; it is journaled and sent when the bus is back",
 			"reason", err.Error())
 		return false
@@ -265,7 +260,7 @@ func (s *Store) replayTombstones(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.tombstone(ctx, key, d, time.Time{})
+		s.tombstone(ctx, key, d)
 	}
 }
 

@@ -113,6 +113,18 @@ func (s *Store) resolve(id, key string, it *record.Item, mine *Session, ver stri
 		s.revoke(key)
 		return nil, ErrNotFound
 	}
+	if it != nil && !pending && !now.Before(it.Deadline()) {
+		// Over in the table: the functions take no op of it any more, so a copy that this
+		// instance's clock still finds alive (its last save came too late, or the clock is
+		// behind) must not be served either. A copy with changes not yet sent or applied
+		// is served: they may still come in time.
+		s.mu.Lock()
+		if e := s.cache.get(key); e != nil && !e.pinned() {
+			s.cache.drop(key)
+		}
+		s.mu.Unlock()
+		return nil, ErrNotFound
+	}
 	// This instance's changes not yet applied (or not yet sent) are newer than the table.
 	// An equal version is no proof that the table has them all: deltas apply in any
 	// order, so the item may carry this instance's last op but not an earlier one. Until
@@ -137,13 +149,24 @@ func (s *Store) resolve(id, key string, it *record.Item, mine *Session, ver stri
 	e := s.cache.get(key)
 	switch {
 	case e == nil:
-		s.cache.add(&entry{key: key, sess: sess.clone(), ver: it.Version})
+		s.cache.add(&entry{key: key, sess: sess.clone(), ver: it.Version, regBase: registersOf(it)})
 	case !e.pinned() && e.ver < it.Version:
-		e.sess, e.ver, e.owned = sess.clone(), it.Version, false // another instance wrote since
+		e.sess, e.ver, e.owned, e.regBase = sess.clone(), it.Version, false, registersOf(it) // another instance wrote since
 	}
 	s.mu.Unlock()
 	sess.id = id
 	return sess, nil
+}
+
+// registersOf is about the bytes the item's attribute registers take.
+func registersOf(it *record.Item) int {
+	n := 0
+	for _, regs := range []map[string]string{it.AttrVers, it.Removed} {
+		for name, ver := range regs {
+			n += len(name) + len(ver) + 8
+		}
+	}
+	return n
 }
 
 func fromItem(it *record.Item) *Session {

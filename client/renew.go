@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/sessionha/sessionha/events"
+	"github.com/sessionha/sessionha/internal/record"
 )
 
 // reasonRenew is the reason a renewal's destroy of the old id carries (op and notice):
@@ -28,7 +29,7 @@ func (s *Store) Renew(ctx context.Context, oldID string, n NewSession) (*Session
 	defer s.leave()
 	s.stats.requests.Add(1)
 	s.stats.writes.Add(1)
-	sess, err := newSession(newID(), s.cfg.Cluster, n, false)
+	sess, err := newSession(newID(), s.cfg.Cluster, n, s.cfg.MaxSessionLife, false)
 	if err != nil {
 		return nil, err
 	}
@@ -36,8 +37,9 @@ func (s *Store) Renew(ctx context.Context, oldID string, n NewSession) (*Session
 		return nil, err
 	}
 	if validID(oldID) {
-		if err := s.destroy(ctx, events.HashID(oldID), reasonRenew); err != nil {
-			if err2 := s.destroy(ctx, events.HashID(sess.id), reasonRenew); err2 != nil {
+		old := events.HashID(oldID)
+		if err := s.destroy(ctx, old, reasonRenew, s.knownOf(ctx, record.Key(s.cfg.Cluster, old)).until); err != nil {
+			if err2 := s.destroy(ctx, events.HashID(sess.id), reasonRenew, sess.created.Add(sess.maxLife).UnixMilli()); err2 != nil {
 				s.log.Warn("could not end the session a failed renewal created", "reason", err2.Error())
 			}
 			return nil, err

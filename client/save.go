@@ -21,7 +21,7 @@ func (s *Store) Create(ctx context.Context, n NewSession) (*Session, error) {
 	defer s.leave()
 	s.stats.requests.Add(1)
 	s.stats.writes.Add(1)
-	sess, err := newSession(newID(), s.cfg.Cluster, n, false)
+	sess, err := newSession(newID(), s.cfg.Cluster, n, s.cfg.MaxSessionLife, false)
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +36,7 @@ func (s *Store) Create(ctx context.Context, n NewSession) (*Session, error) {
 
 // newSession checks n and makes the session it describes, created now. Without a
 // principal only if principalOptional (SaveAs), and then without a group.
-func newSession(id, cluster string, n NewSession, principalOptional bool) (*Session, error) {
+func newSession(id, cluster string, n NewSession, maxLife time.Duration, principalOptional bool) (*Session, error) {
 	switch {
 	case n.Principal == "" && !principalOptional:
 		return nil, fmt.Errorf("%w: Principal is required", ErrInvalid)
@@ -45,6 +45,9 @@ func newSession(id, cluster string, n NewSession, principalOptional bool) (*Sess
 	}
 	if n.MaxIdle < 0 || n.MaxLife < 0 {
 		return nil, fmt.Errorf("%w: MaxIdle and MaxLife must not be negative", ErrInvalid)
+	}
+	if n.MaxLife > maxLife {
+		return nil, fmt.Errorf("%w: MaxLife %s is over the store's MaxSessionLife (%s, SESSIONHA_MAX_SESSION_LIFE)", ErrInvalid, n.MaxLife, maxLife)
 	}
 	if n.MaxIdle == 0 {
 		n.MaxIdle = 30 * time.Minute
@@ -105,7 +108,7 @@ func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKin
 			e.create = true
 		}
 		e.full = e.seq
-		op = s.sendNowLocked(e)
+		op = s.sendNowLocked(e, false)
 		keep = s.keepIfDegradedLocked(e)
 	}
 	s.cache.add(e) // pinned by now if it has something to send, so never evicted unsent
@@ -141,7 +144,12 @@ func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKin
 //     attributes are kept), or just the last access under the same rule;
 //   - web-method frequency returns once the change is published (ha) or written (file);
 //     time-based returns at once, and the change goes with the next flush, together with
-//     every other change to the session since the last one.
+//     every other change to the session since the last one; but with ha, a change that
+//     the next flush would send after the session's deadline (the table takes nothing of
+//     a session once its deadline has passed) is published before Save returns;
+//   - modified-attribute sends the whole session instead of a delta once the deltas of
+//     this instance since its last whole session would leave too many attribute
+//     registers in the table (see registerBudget in send.go).
 //
 // In degraded mode Save returns nil once the change is held in memory and journaled to
 // local disk (JournalDir): it is sent when the bus is back, by this process or, after a
@@ -251,6 +259,9 @@ func (s *Store) save(ctx context.Context, sess *Session, wait bool) error {
 		}
 		e.sess.attrs = attrs
 	}
+	// The table takes no op of a session once its deadline has passed, even one made
+	// before: a time-based change that the next flush would send too late goes at once.
+	urgent := s.bus != nil && e.sess.expiresAt().Sub(now) < s.cfg.FlushInterval+s.cfg.PublishTimeout
 	e.sess.lastAccess = now
 	if now.Before(e.sess.created) {
 		e.sess.lastAccess = e.sess.created // created by another instance, whose clock is ahead
@@ -276,7 +287,7 @@ func (s *Store) save(ctx context.Context, sess *Session, wait bool) error {
 				e.changed[name] = e.seq
 			}
 		}
-		op = s.sendNowLocked(e)
+		op = s.sendNowLocked(e, urgent)
 		if op == nil && wait && s.bus != nil && s.Mode() == ModeFailover {
 			op = s.buildLocked(e, false) // time-based: this call sends the session now
 		}

@@ -27,7 +27,7 @@ func (s *Store) SaveAs(ctx context.Context, id string, n NewSession) (*Session, 
 	if !validID(id) {
 		return nil, fmt.Errorf("%w: the id must be 32 bytes in unpadded base64url", ErrInvalid)
 	}
-	sess, err := newSession(id, s.cfg.Cluster, n, true)
+	sess, err := newSession(id, s.cfg.Cluster, n, s.cfg.MaxSessionLife, true)
 	if err != nil {
 		return nil, err
 	}

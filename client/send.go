@@ -35,6 +35,18 @@ const (
 	batchParallel = 4
 )
 
+// registerBudget bounds the bytes of attribute registers a session's deltas may leave in
+// its item before this instance sends the whole session instead: the table keeps a
+// versioned register for every name a delta set or removed until a newer whole session
+// replaces them (internal/record), so without a bound a session whose attribute names
+// keep changing grows past DynamoDB's 400 KB. Each instance writing deltas may leave this
+// much at most, far below the limit.
+const registerBudget = 16 << 10
+
+// registerBytes is about what a delta's register of name takes in the item: the name,
+// the version (16 hex digits, "/", the writer) and DynamoDB's framing.
+func (s *Store) registerBytes(name string) int { return len(name) + len(s.cfg.InstanceID) + 24 }
+
 // outOp is one op on its way to the persistence: a session's create, save or delta, or a
 // destroy.
 type outOp struct {
@@ -46,6 +58,7 @@ type outOp struct {
 	e       *entry            // session ops
 	seq     uint64            // e.seq when the op was built
 	ver     string
+	whole   bool            // a create or the whole session: it drops the older registers
 	expires time.Time       // the session's deadline (file: the file's mtime)
 	d       *pendingDestroy // destroys
 }
@@ -57,8 +70,9 @@ func (r *refusedError) Error() string { return "refused by the bus: " + r.err.Er
 
 // sendNowLocked builds the op a web-method call sends before it returns, or nil when the
 // change waits: time-based frequency, or the bus unreachable (it goes with the recovery).
-func (s *Store) sendNowLocked(e *entry) *outOp {
-	if s.cfg.Frequency != FrequencyWebMethod || (s.bus != nil && s.Mode() != ModeFailover) {
+// urgent sends a time-based change at once too: the next flush could come too late.
+func (s *Store) sendNowLocked(e *entry, urgent bool) *outOp {
+	if (s.cfg.Frequency != FrequencyWebMethod && !urgent) || (s.bus != nil && s.Mode() != ModeFailover) {
 		return nil
 	}
 	return s.buildLocked(e, false)
@@ -76,13 +90,19 @@ func (s *Store) buildLocked(e *entry, full bool) *outOp {
 	}
 	msg := s.wholeLocked(e, hlc)
 	meta := msg.Session
+	whole := true
 	switch {
 	case e.create:
 	case full || e.full != 0 || s.files != nil || s.cfg.Scope != ScopeModifiedAttribute ||
-		len(e.changed) > events.MaxAttributes: // more changes than a delta may carry: the whole session says it all
+		len(e.changed) > events.MaxAttributes || // more changes than a delta may carry: the whole session says it all
+		s.overBudgetLocked(e): // the whole session drops the registers older than it
 	default:
-		msg.Op, meta.Attrs = events.OpDelta, nil
+		msg.Op, meta.Attrs, whole = events.OpDelta, nil, false
+		if e.regs == nil {
+			e.regs = map[string]uint64{}
+		}
 		for name := range e.changed {
+			e.regs[name] = e.seq
 			if v, ok := e.sess.attrs[name]; ok {
 				if msg.Set == nil {
 					msg.Set = map[string][]byte{}
@@ -97,9 +117,25 @@ func (s *Store) buildLocked(e *entry, full bool) *outOp {
 	e.ver, e.owned = record.Version(hlc, s.cfg.InstanceID), true // the newest version this instance knows of is its own
 	e.inflight++
 	return &outOp{
-		key: e.key, hashed: msg.ID, kind: msg.Op, msg: msg, e: e, seq: e.seq, ver: e.ver,
+		key: e.key, hashed: msg.ID, kind: msg.Op, msg: msg, e: e, seq: e.seq, ver: e.ver, whole: whole,
 		expires: e.sess.expiresAt(),
 	}
+}
+
+// overBudgetLocked reports whether a delta of e's changes would take the registers of
+// e's item past registerBudget: those it held when this instance read it, and those this
+// instance's deltas added since its last whole session.
+func (s *Store) overBudgetLocked(e *entry) bool {
+	n := e.regBase
+	for name := range e.regs {
+		n += s.registerBytes(name)
+	}
+	for name := range e.changed {
+		if _, counted := e.regs[name]; !counted {
+			n += s.registerBytes(name)
+		}
+	}
+	return n > registerBudget
 }
 
 // wholeLocked is the op that stores e whole at version hlc: its create, or a save.
@@ -318,6 +354,15 @@ func (s *Store) finish(ops []*outOp, errs []error) {
 			e.create = false
 			if e.full <= op.seq {
 				e.full = 0
+			}
+			if op.whole {
+				// The whole session replaces the registers of the deltas before it.
+				e.regBase = 0
+				for name, seq := range e.regs {
+					if seq <= op.seq {
+						delete(e.regs, name)
+					}
+				}
 			}
 			if e.touch <= op.seq {
 				e.touch = 0

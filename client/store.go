@@ -239,7 +239,10 @@ func (s *Store) revokeLocked(key string) {
 }
 
 // Destroy ends the session everywhere (logout): it publishes a tombstone (ha) or removes
-// the file (file), and this instance refuses the id at once. A destroy is sent at once
+// the file (file), and this instance refuses the id at once. The tombstone lasts until the
+// session's latest possible deadline, as this instance's copy or the table tell it, or
+// MaxSessionLife from now when neither knows the session (its create may still be on its
+// way), so that no late op of the session brings it back. A destroy is sent at once
 // whatever the frequency; while degraded, it is journaled to local disk before Destroy
 // returns and sent first when the bus is back (by the next Open of this instance after a
 // crash), its notice with it; with ReadPath direct it is also written to the table at
@@ -259,44 +262,51 @@ func (s *Store) Destroy(ctx context.Context, id string) error {
 		return nil
 	}
 	hashed := events.HashID(id)
-	principal, group := s.groupOf(ctx, record.Key(s.cfg.Cluster, hashed))
-	if err := s.destroy(ctx, hashed, "logout"); err != nil {
+	k := s.knownOf(ctx, record.Key(s.cfg.Cluster, hashed))
+	if err := s.destroy(ctx, hashed, "logout", k.until); err != nil {
 		return err
 	}
-	if group == "" {
+	if k.group == "" {
 		return nil
 	}
-	return s.destroyWhere(ctx, principal, "sso-group", func(e record.Entry) bool { return e.Group == group })
+	return s.destroyWhere(ctx, k.principal, "sso-group", func(e record.Entry) bool { return e.Group == k.group })
 }
 
-// groupOf returns the principal and SSO group of key, from memory or the table; "" if
-// unknown.
-func (s *Store) groupOf(ctx context.Context, key string) (principal, group string) {
+// known is what this instance can tell of a session it is about to destroy.
+type known struct {
+	principal, group string
+	until            int64 // created + max life (unix ms); 0 if unknown
+}
+
+// knownOf returns what memory or the table tell of key; zero if nothing.
+func (s *Store) knownOf(ctx context.Context, key string) known {
+	var k known
 	s.mu.Lock()
 	e := s.cache.get(key)
 	if e != nil {
-		principal, group = e.sess.principal, e.sess.group
+		k = known{principal: e.sess.principal, group: e.sess.group, until: e.sess.created.Add(e.sess.maxLife).UnixMilli()}
 	}
 	s.mu.Unlock()
 	if e != nil || s.table == nil {
-		return principal, group
+		return k
 	}
-	if it, err := s.table.Get(ctx, key); err == nil && it != nil {
-		return it.Principal, it.Group
+	if it, err := s.table.Get(ctx, key); err == nil && it != nil && it.State != record.Destroyed {
+		return known{principal: it.Principal, group: it.Group, until: it.Created + it.MaxLife*1000}
 	}
-	return "", ""
+	return known{}
 }
 
-// destroy ends the session whose hashed id is hashed: see Destroy.
-func (s *Store) destroy(ctx context.Context, hashed, reason string) error {
+// destroy ends the session whose hashed id is hashed: see Destroy. until is its latest
+// possible deadline (unix ms), which its tombstone must outlive; 0 if this instance
+// cannot tell, and then now + MaxSessionLife bounds it.
+func (s *Store) destroy(ctx context.Context, hashed, reason string, until int64) error {
 	s.stats.requests.Add(1)
 	s.stats.deletes.Add(1)
 	key := record.Key(s.cfg.Cluster, hashed)
-	s.mu.Lock()
-	var lifeEnd time.Time // the session's latest possible deadline, if this instance knows it
-	if e := s.cache.get(key); e != nil {
-		lifeEnd = e.sess.created.Add(e.sess.maxLife)
+	if until <= 0 {
+		until = time.Now().Add(s.cfg.MaxSessionLife).UnixMilli()
 	}
+	s.mu.Lock()
 	s.revokeLocked(key)
 	var (
 		op *outOp
@@ -304,7 +314,7 @@ func (s *Store) destroy(ctx context.Context, hashed, reason string) error {
 	)
 	if s.bus != nil {
 		var err error
-		if d, err = s.destroyLocked(key, hashed, reason); err != nil {
+		if d, err = s.destroyLocked(key, hashed, reason, until); err != nil {
 			s.mu.Unlock()
 			return err
 		}
@@ -346,7 +356,7 @@ func (s *Store) destroy(ctx context.Context, hashed, reason string) error {
 		return nil
 	}
 	kerr := s.keep(keep...)
-	if unsent && s.tombstone(ctx, key, d, lifeEnd) && kerr != nil {
+	if unsent && s.tombstone(ctx, key, d) && kerr != nil {
 		s.log.Warn("a logout made while the bus is down could not be journaled; it is in the table, and its notice goes out when the bus is back unless this process stops first", "reason", kerr.Error())
 		return nil // the table's tombstone makes it final
 	}
@@ -354,7 +364,7 @@ func (s *Store) destroy(ctx context.Context, hashed, reason string) error {
 }
 
 // destroyLocked queues the tombstone of key until it is sent.
-func (s *Store) destroyLocked(key, hashed, reason string) (*pendingDestroy, error) {
+func (s *Store) destroyLocked(key, hashed, reason string, until int64) (*pendingDestroy, error) {
 	if d, ok := s.destroys[key]; ok {
 		return d, nil
 	}
@@ -362,12 +372,12 @@ func (s *Store) destroyLocked(key, hashed, reason string) (*pendingDestroy, erro
 	body, err := events.EncodeSessionOp(&events.SessionOp{
 		V: events.SchemaVersion, Op: events.OpDestroy, Cluster: s.cfg.Cluster, ID: hashed,
 		Version: hlc, Writer: s.cfg.InstanceID, Site: s.cfg.Site, At: time.Now().UnixMilli(),
-		Reason: reason,
+		Reason: reason, Until: until,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	d := &pendingDestroy{body: body, hashed: hashed, reason: reason, ver: record.Version(hlc, s.cfg.InstanceID),
+	d := &pendingDestroy{body: body, hashed: hashed, reason: reason, ver: record.Version(hlc, s.cfg.InstanceID), until: until,
 		notice: s.cfg.NoticeScope != NoticeOff}
 	s.destroys[key] = d
 	return d, nil

@@ -113,7 +113,7 @@ func (s *Store) destroyWhereCount(ctx context.Context, principal, reason string,
 		if !match(e) {
 			continue
 		}
-		if err := s.destroy(ctx, e.Hash(), reason); err != nil {
+		if err := s.destroy(ctx, e.Hash(), reason, e.Created+e.MaxLife*1000); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -139,7 +139,7 @@ func (s *Store) enforceCap(ctx context.Context, principal, keep string) error {
 	for len(entries) > max-1 {
 		oldest := entries[0] // the index sorts by creation
 		entries = entries[1:]
-		if err := s.destroy(ctx, oldest.Hash(), "session-cap"); err != nil {
+		if err := s.destroy(ctx, oldest.Hash(), "session-cap", oldest.Created+oldest.MaxLife*1000); err != nil {
 			errs = append(errs, err)
 		}
 	}

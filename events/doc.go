@@ -28,6 +28,7 @@
 //		Site:    "local",
 //		At:      time.Now().UnixMilli(),
 //		Reason:  "logout",
+//		Until:   created + maxLife, // unix ms: the tombstone outlives the session
 //	})
 //	...
 //	op, err := events.DecodeSessionOp(b)

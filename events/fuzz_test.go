@@ -70,6 +70,12 @@ func FuzzDecodeSessionOp(f *testing.F) {
 		prefix + `"session":{"created":1,"lastAccess":1,"maxIdle":1,"maxLife":1}}`,
 		prefix + `"session":{"principal":null,"created":1,"lastAccess":1,"maxIdle":1,"maxLife":1}}`,
 		prefix + `"session":{"principal":"","group":"g","created":1,"lastAccess":1,"maxIdle":1,"maxLife":1}}`,
+		// A destroy's until: absent, zero, negative, fractional, a string, on a save.
+		`{"v":1,"op":"destroy","cluster":"c","id":"` + testID + `","ver":"0000000000000001","writer":"w","site":"s","at":1,"until":0}`,
+		`{"v":1,"op":"destroy","cluster":"c","id":"` + testID + `","ver":"0000000000000001","writer":"w","site":"s","at":1,"until":-5}`,
+		`{"v":1,"op":"destroy","cluster":"c","id":"` + testID + `","ver":"0000000000000001","writer":"w","site":"s","at":1,"until":1.5}`,
+		`{"v":1,"op":"destroy","cluster":"c","id":"` + testID + `","ver":"0000000000000001","writer":"w","site":"s","at":1,"until":"1"}`,
+		prefix + `"until":7,` + session(`{}`),
 		// Invalid UTF-8 and stray bytes.
 		"{\"v\":1,\"op\":\"save\xff\"}", "\xef\xbb\xbf{}", "{\"v\":1}\x00",
 	} {

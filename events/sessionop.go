@@ -49,6 +49,13 @@ type SessionOp struct {
 	At      int64    `json:"at"`                // unix milliseconds when the writer made the op, > 0
 	Session *Session `json:"session,omitempty"` // required for create and save; must be absent for destroy
 	Reason  string   `json:"reason,omitempty"`  // destroy only, optional: why (e.g. "logout"), at most 64 bytes of UTF-8
+	// Until is a destroy's latest possible deadline of its session, unix milliseconds
+	// (destroy only, optional; 0 or absent: unknown): the writer's created + maxLife of
+	// the session, or, when it knows nothing of it, now plus the longest life a session
+	// may have. The store keeps the tombstone until then (and at least its grace), so
+	// that no op of the session, however late it comes, finds it gone. Writers older than
+	// this field send none: their tombstones are kept for the grace only.
+	Until int64 `json:"until,omitempty"`
 	// Set and Remove are a delta's changes (delta only): names valid as attribute names,
 	// at most MaxAttributes of them in all, no name in both, no name twice in Remove.
 	Set    map[string][]byte `json:"set,omitempty"`
@@ -99,6 +106,9 @@ func (op *SessionOp) Validate() error {
 	}
 	if op.Op != OpDelta && (op.Set != nil || op.Remove != nil) {
 		return invalidf("set", "set and remove are only allowed for op %q, got them for op %q", OpDelta, op.Op)
+	}
+	if op.Until < 0 || op.Until != 0 && op.Op != OpDestroy {
+		return invalidf("until", "want unix milliseconds >= 0, for op %q only; got %d for op %q", OpDestroy, op.Until, op.Op)
 	}
 	if op.Op == OpDestroy {
 		if op.Session != nil {

@@ -69,6 +69,7 @@ func TestTestdataRoundTrip(t *testing.T) {
 		attrs     []string // sorted names
 		cart      string   // decoded "cart" attribute, if any
 		reason    string
+		until     int64
 	}{
 		{file: "create.json", op: OpCreate, ver: "0193512b1c0c0001", at: 1732233600012, session: true,
 			principal: "uid=jdoe,ou=People,dc=example,dc=com", attrs: []string{"AuthLevel", "Locale", "Service"}},
@@ -80,7 +81,7 @@ func TestTestdataRoundTrip(t *testing.T) {
 		// A session of no known user (an scs app's): no principal, so no group either.
 		{file: "save-no-principal.json", op: OpSave, ver: "0193512d53a90002", at: 1732233745321, session: true,
 			principal: "", attrs: []string{"scs"}},
-		{file: "destroy.json", op: OpDestroy, ver: "01935132c85d0001", at: 1732234102877, reason: "logout"},
+		{file: "destroy.json", op: OpDestroy, ver: "01935132c85d0001", at: 1732234102877, reason: "logout", until: 1732262400000},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			in := readTestdata(t, tc.file)
@@ -89,7 +90,7 @@ func TestTestdataRoundTrip(t *testing.T) {
 				t.Fatalf("DecodeSessionOp: %v", err)
 			}
 			if op.V != 1 || op.Op != tc.op || op.Cluster != "default" || op.ID != testID || op.Version != tc.ver ||
-				op.Writer != "auth-a" || op.Site != "local" || op.At != tc.at || op.Reason != tc.reason {
+				op.Writer != "auth-a" || op.Site != "local" || op.At != tc.at || op.Reason != tc.reason || op.Until != tc.until {
 				t.Errorf("decoded %+v", op)
 			}
 			if !tc.session {
@@ -177,6 +178,8 @@ func TestInvalidTestdata(t *testing.T) {
 		"delta-with-attrs.json":           {ErrInvalid, `field "session.attrs": must be absent for op "delta"`},
 		"delta-set-and-remove.json":       {ErrInvalid, `field "remove": attribute name "cart" listed twice`},
 		"save-with-set.json":              {ErrInvalid, `field "set": set and remove are only allowed for op "delta"`},
+		"save-with-until.json":            {ErrInvalid, `field "until": want unix milliseconds >= 0, for op "destroy" only; got 1732262400000 for op "save"`},
+		"destroy-until-negative.json":     {ErrInvalid, `field "until": want unix milliseconds >= 0, for op "destroy" only; got -1 for op "destroy"`},
 	}
 	files, err := filepath.Glob(filepath.Join("testdata", "invalid", "*.json"))
 	if err != nil {

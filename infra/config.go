@@ -50,6 +50,7 @@ type SiteSettings struct {
 	RetryBase         Duration `json:"retryBase"`
 	RetryMax          Duration `json:"retryMax"`
 	QueryMaxAge       Duration `json:"queryMaxAge"`
+	ClockTolerance    Duration `json:"clockTolerance"`
 
 	// MemoryMB of each function. Default 256: Go needs little memory, but Lambda's CPU
 	// share grows with it and the functions are latency-bound.
@@ -92,6 +93,7 @@ func (s SiteSettings) Topology() topology.Settings {
 		RetryBase:         time.Duration(s.RetryBase),
 		RetryMax:          time.Duration(s.RetryMax),
 		QueryMaxAge:       time.Duration(s.QueryMaxAge),
+		ClockTolerance:    time.Duration(s.ClockTolerance),
 	}
 }
 

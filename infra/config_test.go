@@ -22,7 +22,7 @@ func TestConfigFromContext(t *testing.T) {
 	c, err := ConfigFromContext(contextOf(t, `[
 		{"name":"eu","region":"eu-west-1","account":"111111111111","primary":true,
 		 "settings":{"batchSize":5,"batchingWindow":"2s","maxConcurrency":8,"functionTimeout":"20s",
-		             "visibilityTimeout":"3m","maxReceiveCount":7,"tombstoneGrace":"15m",
+		             "visibilityTimeout":"3m","maxReceiveCount":7,"tombstoneGrace":"15m","clockTolerance":"10s",
 		             "retryBase":"20s","retryMax":"10m","queryMaxAge":"15s",
 		             "memoryMB":512,"logRetentionDays":90,"oldestMessageAlarm":"10m"}},
 		{"name":"us","region":"us-east-1"}]`), "my-table")
@@ -34,7 +34,7 @@ func TestConfigFromContext(t *testing.T) {
 	}
 	want := topology.Settings{BatchSize: 5, BatchingWindow: 2 * time.Second, MaxConcurrency: 8, FunctionTimeout: 20 * time.Second,
 		VisibilityTimeout: 3 * time.Minute, MaxReceiveCount: 7, TombstoneGrace: 15 * time.Minute,
-		RetryBase: 20 * time.Second, RetryMax: 10 * time.Minute, QueryMaxAge: 15 * time.Second}
+		RetryBase: 20 * time.Second, RetryMax: 10 * time.Minute, QueryMaxAge: 15 * time.Second, ClockTolerance: 10 * time.Second}
 	if got := c.Sites[0].Settings.Topology(); got != want {
 		t.Errorf("topology settings %+v, want %+v", got, want)
 	}

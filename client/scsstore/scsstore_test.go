@@ -250,3 +250,37 @@ func TestStoreContract(t *testing.T) {
 		t.Errorf("Find on a closed store: found %v, err %v; want an error", found, err)
 	}
 }
+
+// A user active on A for longer than scs's IdleTimeout can fail over to B at any moment:
+// each commit refreshes the deadline (created now, life = expiry - now), and the table
+// must keep the newest commit's, not the first's (issue 12, defect 1).
+func TestFailoverAfterIdleTimeout(t *testing.T) {
+	const idle = 8 * time.Second
+	a := newServer(t, "scs-idle-a", false)
+	b := newServer(t, "scs-idle-b", false)
+	a.sm.IdleTimeout, b.sm.IdleTimeout = idle, idle
+	br := newBrowser(t)
+	br.do(a, "POST", "/put?user=alice")
+	token := br.token(a)
+	eventually(t, "B reads what A put", func() (bool, string) {
+		got := getWith(t, b, token)
+		return got == "alice", fmt.Sprintf("%q", got)
+	})
+	// The user stays active on A (a request a second, each committing a new expiry) for
+	// well past the first commit's deadline. Should A die at any of these moments, B must
+	// serve the user: the stored deadline is the last applied commit's + idle, and the
+	// site applies a commit in far less than the 7 s of slack.
+	for start := time.Now(); time.Since(start) < 5*idle/2; time.Sleep(time.Second) {
+		if got := br.do(a, "GET", "/get"); got != "alice" {
+			t.Fatalf("A reads %q while the user is active, want alice", got)
+		}
+		if got := getWith(t, b, token); got != "alice" {
+			state := "no item"
+			if it := item(t, token); it != nil {
+				state = fmt.Sprintf("stored deadline %v ago", time.Since(it.Deadline()).Round(100*time.Millisecond))
+			}
+			t.Fatalf("%v after the first commit, with the user active on A, B reads %q (%s), want alice",
+				time.Since(start).Round(time.Second), got, state)
+		}
+	}
+}

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/sessionha/sessionha/client"
+	"github.com/sessionha/sessionha/events"
 )
 
 // Options say what the suite may expect of a persistence. The zero value fits memory.
@@ -329,10 +330,16 @@ func (r *runner) invalid(t *testing.T) {
 		"long attribute name":  {Principal: "a", Attrs: map[string][]byte{strings.Repeat("n", 129): []byte("v")}},
 		"too large":            {Principal: "a", Attrs: map[string][]byte{"big": make([]byte, 200<<10)}},
 		"bad group":            {Principal: "a", Group: "no spaces"},
+		"life over the limit":  {Principal: "a", MaxLife: client.DefaultMaxSessionLife + time.Second},
 	} {
 		if _, err := s.Create(ctx, n); !errors.Is(err, client.ErrInvalid) {
 			t.Errorf("Create with %s: %v, want ErrInvalid", name, err)
 		}
+	}
+	// A session that could not be stored is refused naming the limit it is over.
+	limit := strconv.Itoa(events.MaxMessageBytes)
+	if _, err := s.Create(ctx, client.NewSession{Principal: "a", Attrs: map[string][]byte{"big": make([]byte, 200<<10)}}); err == nil || !strings.Contains(err.Error(), limit) {
+		t.Errorf("Create of a session too large: %v, want an error naming the limit (%s bytes)", err, limit)
 	}
 	if err := s.Save(ctx, nil); !errors.Is(err, client.ErrInvalid) {
 		t.Errorf("Save(nil): %v, want ErrInvalid", err)
@@ -342,8 +349,8 @@ func (r *runner) invalid(t *testing.T) {
 	}
 	sess := create(t, s, client.NewSession{Principal: "alice", Attrs: map[string][]byte{"keep": []byte("me")}})
 	sess.Set("big", make([]byte, 200<<10))
-	if err := s.Save(ctx, sess); !errors.Is(err, client.ErrInvalid) {
-		t.Errorf("Save of a session too large: %v, want ErrInvalid", err)
+	if err := s.Save(ctx, sess); !errors.Is(err, client.ErrInvalid) || !strings.Contains(err.Error(), limit) {
+		t.Errorf("Save of a session too large: %v, want ErrInvalid naming the limit (%s bytes)", err, limit)
 	}
 	if got := attrs(load(t, s, sess.ID())); !maps.Equal(got, map[string]string{"keep": "me"}) {
 		t.Errorf("a refused Save changed the session: %v", got)

@@ -44,9 +44,14 @@ type Settings struct {
 	// waiting (MaxWait, 5 s by default) and answers ErrTimeout. Keep it above the longest
 	// MaxWait of the site's clients. Default 30 s.
 	QueryMaxAge time.Duration
-	// TombstoneGrace is the least time a destroyed session's tombstone is kept, so that
-	// late messages still find it. Default 10 min.
+	// TombstoneGrace is how long a tombstone outlives its session's latest possible
+	// deadline (and at least its destroy), and an ended session its deadline, so that
+	// late messages still find them; it must cover the clock skew between auth servers.
+	// Default 30 min.
 	TombstoneGrace time.Duration
+	// ClockTolerance is how far ahead of the functions' clock an op's times may be
+	// before they are clamped. Default 30 s.
+	ClockTolerance time.Duration
 }
 
 // WithDefaults fills every zero field with its default.
@@ -76,7 +81,10 @@ func (s Settings) WithDefaults() Settings {
 		s.QueryMaxAge = 30 * time.Second
 	}
 	if s.TombstoneGrace == 0 {
-		s.TombstoneGrace = 10 * time.Minute
+		s.TombstoneGrace = 30 * time.Minute
+	}
+	if s.ClockTolerance == 0 {
+		s.ClockTolerance = 30 * time.Second
 	}
 	return s
 }
@@ -108,6 +116,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("topology: RetryMax %s out of range RetryBase (%s) to %s", s.RetryMax, s.RetryBase, maxRetry)
 	case s.QueryMaxAge < time.Second || s.QueryMaxAge > time.Hour:
 		return fmt.Errorf("topology: QueryMaxAge %s out of range 1s-1h", s.QueryMaxAge)
+	case s.ClockTolerance < time.Second || s.ClockTolerance > time.Hour:
+		return fmt.Errorf("topology: ClockTolerance %s out of range 1s-1h", s.ClockTolerance)
 	}
 	return nil
 }
@@ -273,6 +283,7 @@ func For(site Site, table string) (Topology, error) {
 				"SESSIONHA_RETRY_MAX":  s.RetryMax.String(),
 				// Superseded notices: instances serving sessions from memory learn of takeovers.
 				"SESSIONHA_NOTICE_TOPIC_ARN": "topic:" + TopicNotice,
+				"SESSIONHA_CLOCK_TOLERANCE":  s.ClockTolerance.String(),
 			},
 		}, {
 			ID: FunctionSessionQuery, Name: name("sessionquery"), Queue: QueueQuery,

@@ -49,6 +49,7 @@ func TestForRejectsBadInput(t *testing.T) {
 		{Name: "ok"},
 		{Name: "ok", Region: "us-east-1", Settings: Settings{BatchSize: 11}},
 		{Name: "ok", Region: "us-east-1", Settings: Settings{MaxConcurrency: 1}},
+		{Name: "ok", Region: "us-east-1", Settings: Settings{ClockTolerance: 2 * time.Hour}},
 	} {
 		if _, err := For(s, ""); err == nil {
 			t.Errorf("For(%+v) accepted", s)

@@ -9,8 +9,9 @@
 // and the merge is commutative, associative and idempotent, so that the result does not
 // depend on delivery order or duplicates. The reference it must equal (the "model") is:
 // sort a session's ops by version and apply them one by one, where a snapshot (create,
-// save) replaces all attributes, a delta sets and removes some, a destroy is final, and
-// the last access is the greatest any op carried.
+// save) replaces all attributes, a delta sets and removes some, a destroy is final, the
+// metadata (principal, group, created, max idle, max life, site, writer) is the newest
+// op's, and the last access is the greatest any op carried; under the time rules below.
 //
 // The item holds:
 //   - Floor: the version of the newest snapshot merged (none yet: the item is Pending,
@@ -18,19 +19,50 @@
 //   - per attribute written by a delta newer than Floor, that delta's version (AttrVers),
 //     and per attribute removed by such a delta a versioned removal (Removed): together,
 //     one last-writer-wins register per name;
+//   - the metadata as one last-writer-wins register whose version is the item's Version
+//     (every op merged into a live item carries the whole metadata, so the newest op's
+//     wins; of two deliveries of one op, clamped differently, the later creation time);
+//   - the last access, a max register;
 //   - the session tombstone (State Destroyed), terminal.
 //
 // Merging a snapshot newer than Floor takes its attributes, then re-applies the registers
 // newer than it (they come later in version order) and drops the older ones; a snapshot
-// not newer than Floor changes nothing but the last access. Merging a delta not newer than
-// Floor changes nothing but the last access (a newer snapshot already replaced what it
-// set); otherwise each of its names wins if the delta is newer than that name's register
-// (an attribute without a register dates from Floor, which the delta is newer than).
-// A destroy turns the item into a tombstone whatever came before or comes after.
+// not newer than Floor changes no attribute. Merging a delta not newer than Floor changes
+// no attribute (a newer snapshot already replaced what it set); otherwise each of its
+// names wins if the delta is newer than that name's register (an attribute without a
+// register dates from Floor, which the delta is newer than). Any op may still move the
+// last access and, if it is the newest, the metadata. A destroy turns the item into a
+// tombstone whatever came before or comes after.
 //
-// A tombstone is kept at least until created + max life of the session (no op of the
-// session can be valid later, so none can bring it back) and at least a grace period
-// after the destroy (for a destroy that arrives before anything else of its session).
+// Registers are bounded by the writers, not here: a snapshot drops every register older
+// than itself, so a writer that sends deltas sends a snapshot instead once the registers
+// it caused since its last one pass a budget (registerBudget in client/send.go). Such a
+// snapshot is a snapshot like any other: it replaces what concurrent writers changed and
+// it did not see, as scope "session" does on every save. MaxItemBytes is the backstop: an
+// op whose merged item would not fit is refused with ErrTooLarge.
+//
+// # Time: the function's clock rules
+//
+// An op's times come from its writer's clock, which may be off. Merge holds them to the
+// clock of the function applying the op (now):
+//   - created and last access are clamped to at most now + Tolerance, so a writer whose
+//     clock is ahead cannot stretch a session past its limits by more than that;
+//   - an item whose deadline (min(last access + max idle, created + max life)) has passed
+//     is over: no op brings it back, so a writer whose clock is behind, and which still
+//     serves the session, cannot make it readable again; an op that arrives after the
+//     deadline is too late, even if it was made before it (a change held back for longer
+//     than its session had left, by a long outage, ends with the session);
+//   - an op that would make a new item already past its own deadline writes nothing.
+//
+// DynamoDB may delete an item any time after its TTL (ExpiresAt), so Merge treats an
+// item past its TTL as gone. An item is therefore kept until its deadline plus Grace, and
+// a tombstone until the session's latest possible deadline plus Grace: created + max life
+// as the stored item, the destroy (Op.Until: the destroying writer's knowledge, or its
+// upper bound when it knows nothing of the session) and every later op of the session
+// tell it, and at least Grace after the destroy. Grace therefore bounds the clock skew
+// between writers that these rules absorb: a late op of a writer whose clock was ahead of
+// the others' by less than Grace finds the item or tombstone still there. The default
+// (DefaultGrace, 30 min) covers writers within ±10 minutes of the functions' clock.
 //
 // Every write is conditioned on the item's revision (Rev) as read, so a writer that lost
 // a race reads again and merges again: one strongly consistent read and one conditional
@@ -42,6 +74,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -113,10 +146,10 @@ func Version(hlc, writer string) string { return hlc + "/" + writer }
 
 // Deadline is when the session stops being valid: min(last access + max idle,
 // created + max life).
-func (it *Item) Deadline() time.Time {
-	idle := it.LastAccess + it.MaxIdle*1000
-	life := it.Created + it.MaxLife*1000
-	return time.UnixMilli(min(idle, life))
+func (it *Item) Deadline() time.Time { return time.UnixMilli(it.deadline()) }
+
+func (it *Item) deadline() int64 {
+	return min(addSeconds(it.LastAccess, it.MaxIdle), addSeconds(it.Created, it.MaxLife))
 }
 
 // Readable reports whether a read may return the item: active and not expired. DynamoDB
@@ -125,10 +158,46 @@ func (it *Item) Readable(now time.Time) bool {
 	return it != nil && it.State == Active && now.Before(it.Deadline())
 }
 
-// ttl is the epoch second at which DynamoDB may delete the item.
-func (it *Item) ttl() int64 {
-	d := it.Deadline().UnixMilli()
-	return (d + 999) / 1000
+// addSeconds is ms + sec seconds in milliseconds, saturating instead of overflowing (the
+// wire allows limits up to MaxInt64 seconds).
+func addSeconds(ms, sec int64) int64 {
+	const maxMs = math.MaxInt64 / 2
+	if sec > (maxMs-ms)/1000 {
+		return maxMs
+	}
+	return ms + sec*1000
+}
+
+// Defaults of Policy.
+const (
+	DefaultGrace     = 30 * time.Minute
+	DefaultTolerance = 30 * time.Second
+)
+
+// Policy is what a merge needs besides the op and the time: see the package doc.
+type Policy struct {
+	// Grace is how long an item is kept past its deadline, and a tombstone past the
+	// session's latest possible deadline and past its destroy; it bounds the clock skew
+	// between writers that the merge absorbs. Default DefaultGrace (30 min).
+	Grace time.Duration
+	// Tolerance is how far ahead of the function's clock an op's created and last access
+	// may be; later times are clamped to it. Default DefaultTolerance (30 s).
+	Tolerance time.Duration
+}
+
+func (p Policy) withDefaults() Policy {
+	if p.Grace <= 0 {
+		p.Grace = DefaultGrace
+	}
+	if p.Tolerance <= 0 {
+		p.Tolerance = DefaultTolerance
+	}
+	return p
+}
+
+// keep is the TTL (epoch seconds) that keeps an item until ms plus the grace.
+func (p Policy) keep(ms int64) int64 {
+	return (addSeconds(ms, int64(p.Grace/time.Second)) + 999) / 1000
 }
 
 // OpKind is what an operation does.
@@ -147,35 +216,47 @@ type Op struct {
 	Key     string
 	Version string // Version(hlc, writer)
 	// Session is the whole new state for Create and Save, and the session's metadata
-	// (no Attrs) for Delta. Key, Rev, Version, State and ExpiresAt are set by Merge.
+	// (no Attrs) for Delta, as its writer's clock tells it. Merge never changes it. Key,
+	// Rev, Version, State and ExpiresAt are set by Merge.
 	Session *Item
 	// Set and Remove are a Delta's changes.
 	Set    map[string][]byte
 	Remove []string
+	// Until is a Destroy's latest possible deadline of the session (unix ms), which its
+	// tombstone outlives; 0 if unknown.
+	Until int64
 }
 
-// Merge applies op to the stored item cur (nil if none) at time now and returns the item
-// to store, or changed=false if the stored item already reflects op. grace is the least
-// time a tombstone is kept.
-func Merge(cur *Item, op Op, now time.Time, grace time.Duration) (next *Item, changed bool) {
+// Merge applies op to the stored item cur (nil if none) at the function's time now and
+// returns the item to store, or changed=false if the stored item already reflects op.
+func Merge(cur *Item, op Op, now time.Time, p Policy) (next *Item, changed bool) {
+	p = p.withDefaults()
+	nowMs := now.UnixMilli()
+	if cur != nil && cur.ExpiresAt*1000 <= nowMs {
+		cur = nil // past its TTL: it may be gone any moment, so it counts as gone already
+	}
 	switch op.Kind {
 	case Destroy:
-		tomb := &Item{Key: op.Key, Version: op.Version, State: Destroyed, ExpiresAt: now.Add(grace).Unix()}
-		if cur != nil {
-			if cur.State == Destroyed {
+		keep := p.keep(max(nowMs, op.Until))
+		switch {
+		case cur == nil:
+			return &Item{Key: op.Key, Version: op.Version, State: Destroyed, ExpiresAt: keep}, true
+		case cur.State == Destroyed:
+			if keep <= cur.ExpiresAt {
 				return cur, false
 			}
-			// Outlive every op of the session: none can be valid after created + max life.
-			tomb.ExpiresAt = max(tomb.ExpiresAt, cur.ExpiresAt, (cur.Created+cur.MaxLife*1000)/1000+1)
-			tomb.Version = max(cur.Version, op.Version)
-			tomb.Rev = cur.Rev
+			n := *cur
+			n.ExpiresAt = keep
+			return &n, true
 		}
-		return tomb, true
+		// Outlive every op of the session: none can be valid after created + max life.
+		return &Item{Key: op.Key, Rev: cur.Rev, Version: max(cur.Version, op.Version), State: Destroyed,
+			ExpiresAt: max(keep, cur.ExpiresAt, p.keep(addSeconds(cur.Created, cur.MaxLife)))}, true
 	case Create, Save, Delta:
-		s := op.Session
+		s := clamp(op.Session, nowMs+p.Tolerance.Milliseconds())
 		if cur != nil && cur.State == Destroyed {
-			// Terminal; only make sure the tombstone outlives this session's ops.
-			if end := (s.Created+s.MaxLife*1000)/1000 + 1; end > cur.ExpiresAt {
+			// Terminal; only make sure the tombstone outlives this op's session.
+			if end := p.keep(addSeconds(s.Created, s.MaxLife)); end > cur.ExpiresAt {
 				n := *cur
 				n.ExpiresAt = end
 				return &n, true
@@ -183,15 +264,22 @@ func Merge(cur *Item, op Op, now time.Time, grace time.Duration) (next *Item, ch
 			return cur, false
 		}
 		fresh := cur == nil
-		if fresh {
-			if !now.Before(s.Deadline()) {
-				return nil, false // expired on arrival: nothing a read could return
-			}
-			cur = &Item{Key: op.Key, State: Pending, Principal: s.Principal, Group: s.Group,
-				Created: s.Created, LastAccess: s.LastAccess, MaxIdle: s.MaxIdle, MaxLife: s.MaxLife,
-				Site: s.Site, Writer: s.Writer}
+		switch {
+		case fresh && nowMs >= s.deadline():
+			return nil, false // expired on arrival: nothing a read could return
+		case fresh:
+			cur = &Item{Key: op.Key, State: Pending}
+		case nowMs >= cur.deadline():
+			return cur, false // over: nothing brings it back
 		}
 		n := cur.clone()
+		switch {
+		case op.Version > n.Version: // the newest op's metadata wins
+			n.Principal, n.Group, n.Site, n.Writer = s.Principal, s.Group, s.Site, s.Writer
+			n.Created, n.MaxIdle, n.MaxLife = s.Created, s.MaxIdle, s.MaxLife
+		case op.Version == n.Version: // the same op, clamped later: keep the later time
+			n.Created = max(n.Created, s.Created)
+		}
 		if op.Kind == Delta {
 			n.mergeDelta(op)
 		} else {
@@ -199,13 +287,23 @@ func Merge(cur *Item, op Op, now time.Time, grace time.Duration) (next *Item, ch
 		}
 		n.LastAccess = max(n.LastAccess, s.LastAccess)
 		n.Version = max(n.Version, op.Version)
-		n.ExpiresAt = n.ttl()
+		n.ExpiresAt = p.keep(n.deadline())
 		if !fresh && n.equal(cur) {
 			return cur, false // stale or duplicate
 		}
 		return n, true
 	}
 	return cur, false
+}
+
+// clamp returns s with its times held to at most limit (unix ms).
+func clamp(s *Item, limit int64) *Item {
+	if s.Created <= limit && s.LastAccess <= limit {
+		return s
+	}
+	c := *s
+	c.Created, c.LastAccess = min(c.Created, limit), min(c.LastAccess, limit)
+	return &c
 }
 
 // mergeSnapshot merges a create or save into n.
@@ -234,7 +332,6 @@ func (n *Item) mergeSnapshot(op Op) {
 		}
 	}
 	n.Attrs, n.Floor, n.State = attrs, op.Version, Active
-	n.Site, n.Writer = s.Site, s.Writer
 }
 
 // mergeDelta merges a delta into n: each name is a last-writer-wins register.

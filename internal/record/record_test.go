@@ -13,6 +13,8 @@ import (
 
 var t0 = time.UnixMilli(1_800_000_000_000)
 
+var pol = Policy{Grace: time.Minute, Tolerance: 30 * time.Second}
+
 func session(la int64, attrs map[string][]byte) *Item {
 	return &Item{Principal: "alice", Created: t0.UnixMilli(), LastAccess: t0.UnixMilli() + la,
 		MaxIdle: 1800, MaxLife: 28800, Site: "local", Writer: "w", Attrs: attrs}
@@ -24,7 +26,7 @@ func ver(n int, writer string) string { return Version(fmt.Sprintf("%016x", n), 
 func applyAll(ops []Op, now time.Time) *Item {
 	var cur *Item
 	for _, op := range ops {
-		if next, changed := Merge(cur, op, now, time.Minute); changed {
+		if next, changed := Merge(cur, op, now, pol); changed {
 			cur = next
 		}
 	}
@@ -87,33 +89,33 @@ func TestMergeConverges(t *testing.T) {
 func TestMergeRules(t *testing.T) {
 	now := t0.Add(time.Minute)
 	create := Op{Kind: Create, Key: "k", Version: ver(1, "a"), Session: session(0, map[string][]byte{"x": []byte("1")})}
-	cur, changed := Merge(nil, create, now, time.Minute)
+	cur, changed := Merge(nil, create, now, pol)
 	if !changed || cur.State != Active || !maps.EqualFunc(cur.Attrs, create.Session.Attrs, func(a, b []byte) bool { return string(a) == string(b) }) {
 		t.Fatalf("create on nothing: %+v changed=%v", cur, changed)
 	}
-	if _, changed := Merge(cur, create, now, time.Minute); changed {
+	if _, changed := Merge(cur, create, now, pol); changed {
 		t.Error("a duplicate create changed the item")
 	}
 	stale := Op{Kind: Save, Key: "k", Version: ver(0, "z"), Session: session(0, nil)}
-	if _, changed := Merge(cur, stale, now, time.Minute); changed {
+	if _, changed := Merge(cur, stale, now, pol); changed {
 		t.Error("an older save changed the item")
 	}
 	// An older save that saw a later access moves the last access only: the session was used.
 	stale.Session = session(5, nil)
-	if next, changed := Merge(cur, stale, now, time.Minute); !changed || next.LastAccess != cur.LastAccess+5 || len(next.Attrs) != 1 {
+	if next, changed := Merge(cur, stale, now, pol); !changed || next.LastAccess != cur.LastAccess+5 || len(next.Attrs) != 1 {
 		t.Errorf("older save with a later access: %+v", next)
 	}
-	tomb, changed := Merge(cur, Op{Kind: Destroy, Key: "k", Version: ver(2, "b")}, now, time.Minute)
+	tomb, changed := Merge(cur, Op{Kind: Destroy, Key: "k", Version: ver(2, "b")}, now, pol)
 	if !changed || tomb.State != Destroyed || tomb.Readable(now) {
 		t.Fatalf("destroy: %+v", tomb)
 	}
 	newer := Op{Kind: Save, Key: "k", Version: ver(99, "a"), Session: session(10, nil)}
-	if next, _ := Merge(tomb, newer, now, time.Minute); next.State != Destroyed {
+	if next, _ := Merge(tomb, newer, now, pol); next.State != Destroyed {
 		t.Error("a newer save after a destroy revived the session")
 	}
 	// A destroy arriving before its create leaves a tombstone the create cannot pass.
-	early, _ := Merge(nil, Op{Kind: Destroy, Key: "k", Version: ver(2, "b")}, now, time.Minute)
-	late, changed := Merge(early, create, now, time.Minute)
+	early, _ := Merge(nil, Op{Kind: Destroy, Key: "k", Version: ver(2, "b")}, now, pol)
+	late, changed := Merge(early, create, now, pol)
 	if late.State != Destroyed {
 		t.Fatal("a create after its destroy revived the session")
 	}
@@ -122,7 +124,7 @@ func TestMergeRules(t *testing.T) {
 	}
 	// A session already expired when its create arrives is not stored.
 	old := Op{Kind: Create, Key: "k2", Version: ver(1, "a"), Session: session(0, nil)}
-	if _, changed := Merge(nil, old, t0.Add(31*time.Minute), time.Minute); changed {
+	if _, changed := Merge(nil, old, t0.Add(31*time.Minute), pol); changed {
 		t.Error("an expired create was stored")
 	}
 }
@@ -145,7 +147,7 @@ func TestReadableAndDeadline(t *testing.T) {
 func TestMarshalRoundTrip(t *testing.T) {
 	it := session(42, map[string][]byte{"cart": []byte(`["book"]`), "empty": {}})
 	it.Key, it.Rev, it.Version, it.State, it.Group = "default#abc", 3, ver(7, "a"), Active, "sso-1"
-	it.ExpiresAt = it.ttl()
+	it.ExpiresAt = pol.keep(it.deadline())
 	got, err := Unmarshal(Marshal(it))
 	if err != nil {
 		t.Fatal(err)
@@ -196,5 +198,87 @@ func TestUserKey(t *testing.T) {
 	got, err := Unmarshal(Marshal(&anon))
 	if err != nil || !reflect.DeepEqual(got, &anon) {
 		t.Fatalf("no principal round trip: %+v %v", got, err)
+	}
+}
+
+// TestMergeMetadataFollowsNewestOp: created, the limits, principal and group are the
+// newest op's, whatever the order of arrival. scsstore saves every commit as "created
+// now, life = expiry - now", so the first commit's deadline must not stick (issue 12,
+// defect 1).
+func TestMergeMetadataFollowsNewestOp(t *testing.T) {
+	now := t0.Add(30 * time.Second)
+	commit := func(n int, at time.Duration, group string) Op {
+		s := &Item{Principal: fmt.Sprintf("p%d", n), Group: group, Created: t0.Add(at).UnixMilli(), LastAccess: t0.Add(at).UnixMilli(),
+			MaxIdle: 60, MaxLife: 60, Site: "s", Writer: "w", Attrs: map[string][]byte{"scs": {byte(n)}}}
+		return Op{Kind: Save, Key: "k", Version: ver(n, "w"), Session: s}
+	}
+	first, second := commit(1, 0, "g1"), commit(2, 20*time.Second, "g2")
+	for _, order := range [][]Op{{first, second}, {second, first}} {
+		got := applyAll(order, now)
+		if got == nil {
+			t.Fatalf("order %s then %s: nothing stored", order[0].Version, order[1].Version)
+		}
+		if want := t0.Add(80 * time.Second); !got.Deadline().Equal(want) {
+			t.Errorf("order %s then %s: deadline %v, want the newest commit's %v", order[0].Version, order[1].Version, got.Deadline(), want)
+		}
+		if later := t0.Add(70 * time.Second); !got.Readable(later) {
+			t.Errorf("order %s then %s: not readable at %v, 50 s after the newest commit", order[0].Version, order[1].Version, later)
+		}
+		if got.Created != second.Session.Created || got.Principal != "p2" || got.Group != "g2" {
+			t.Errorf("order %s then %s: metadata %q %q created %d, want the newest op's", order[0].Version, order[1].Version, got.Principal, got.Group, got.Created)
+		}
+	}
+}
+
+// TestMergeTombstoneKeepsUntil: a destroy that arrives before anything else of its session
+// keeps its tombstone until the session's latest deadline it carries, not the grace only,
+// so that a create redriven an hour later finds it (issue 12, defect 2).
+func TestMergeTombstoneKeepsUntil(t *testing.T) {
+	now := t0.Add(time.Second)
+	until := t0.Add(8 * time.Hour).UnixMilli()
+	tomb, changed := Merge(nil, Op{Kind: Destroy, Key: "k", Version: ver(9, "a"), Until: until}, now, pol)
+	if !changed || tomb.State != Destroyed || tomb.ExpiresAt*1000 < until {
+		t.Fatalf("tombstone %+v expires at %d, before the session's latest deadline %d", tomb, tomb.ExpiresAt*1000, until)
+	}
+	later := t0.Add(time.Hour)
+	create := Op{Kind: Create, Key: "k", Version: ver(1, "a"), Session: session(0, map[string][]byte{"x": []byte("1")})}
+	if got, _ := Merge(tomb, create, later, pol); got == nil || got.State != Destroyed || got.Readable(later) {
+		t.Fatalf("a create an hour after its destroy: %+v", got)
+	}
+	// A destroy that knows nothing keeps the grace, and later ops of its session lengthen it.
+	bare, _ := Merge(nil, Op{Kind: Destroy, Key: "k", Version: ver(9, "a")}, now, pol)
+	if want := now.Add(pol.Grace).Unix(); bare.ExpiresAt < want {
+		t.Errorf("a destroy without until expires at %d, want at least now + grace (%d)", bare.ExpiresAt, want)
+	}
+}
+
+// TestMergeHoldsTimesToItsClock: an op's created and last access are clamped to the
+// function's clock plus the tolerance, and a session past its stored deadline is never
+// brought back, by a writer whose clock is behind or by a late op (issue 12, defect 3).
+func TestMergeHoldsTimesToItsClock(t *testing.T) {
+	now := t0.Add(time.Minute)
+	ahead := now.Add(10 * time.Minute).UnixMilli()
+	fast := Op{Kind: Create, Key: "k", Version: ver(1, "fast"), Session: &Item{Principal: "a", Created: ahead, LastAccess: ahead,
+		MaxIdle: 600, MaxLife: 3600, Attrs: map[string][]byte{"x": []byte("1")}}}
+	got, _ := Merge(nil, fast, now, pol)
+	limit := now.Add(pol.Tolerance).UnixMilli()
+	if got == nil || got.Created > limit || got.LastAccess > limit {
+		t.Fatalf("a writer 10 min ahead stored created %d, last access %d; want at most now + tolerance (%d)", got.Created, got.LastAccess, limit)
+	}
+	if fast.Session.Created != ahead {
+		t.Error("Merge changed the op it was given")
+	}
+	if d := got.Deadline(); d.After(now.Add(pol.Tolerance + 10*time.Minute)) {
+		t.Errorf("deadline %v: stretched by the writer's skew", d)
+	}
+
+	// Expired at now + 11 min by the function's clock: a writer 10 min behind still
+	// serves it, and saves it with its own time.
+	later := now.Add(12 * time.Minute)
+	behind := later.Add(-10 * time.Minute).UnixMilli()
+	slow := Op{Kind: Save, Key: "k", Version: ver(2, "slow"), Session: &Item{Principal: "a", Created: got.Created, LastAccess: behind,
+		MaxIdle: 600, MaxLife: 3600, Attrs: map[string][]byte{"x": []byte("2")}}}
+	if next, changed := Merge(got, slow, later, pol); changed && next.Readable(later) {
+		t.Fatalf("a writer 10 min behind brought back a session expired by the function's clock: %+v", next)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -20,10 +21,13 @@ type DB interface {
 
 // Table reads and writes session items.
 type Table struct {
-	DB    DB
-	Name  string
-	Grace time.Duration    // least life of a tombstone
-	Now   func() time.Time // default time.Now
+	DB   DB
+	Name string
+	// Grace and Tolerance are the merge's Policy (defaults DefaultGrace, 30 min, and
+	// DefaultTolerance, 30 s); only Apply uses them.
+	Grace, Tolerance time.Duration
+	// Now is the function's clock, which the merge holds ops' times to. Default time.Now.
+	Now func() time.Time
 	// MaxAttempts bounds read-merge-put rounds when other writers keep winning. Default 5.
 	MaxAttempts int
 	// Observe, if set, is called by Apply in every round that has a stored item (read, or
@@ -37,6 +41,10 @@ type Table struct {
 // ErrContended means the item kept changing under us for MaxAttempts rounds: the caller
 // should fail the message so that the queue delivers it again later.
 var ErrContended = errors.New("record: lost the conditional write too many times")
+
+// ErrTooLarge means the op, merged, would make an item over MaxItemBytes: it can never
+// be applied, and the caller should set it aside rather than deliver it again.
+var ErrTooLarge = errors.New("record: merged item too large")
 
 // Result says what Apply did.
 type Result int
@@ -73,7 +81,9 @@ func (t *Table) Get(ctx context.Context, key string) (*Item, error) {
 // exists; and a conditional write that loses returns the item that beat it
 // (ReturnValuesOnConditionCheckFailure), which the next round merges into without
 // reading again. Either way the round that writes merged op into the item as stored, so
-// the result is the read-merge-put's.
+// the result is the read-merge-put's. From its second lost write on, Apply waits a random,
+// growing while (at most 64 ms) and reads afresh, so that writers racing on a busy item
+// stop colliding round after round.
 func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 	var st Stats
 	now := time.Now
@@ -84,6 +94,7 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 	if attempts == 0 {
 		attempts = 5
 	}
+	p := Policy{Grace: t.Grace, Tolerance: t.Tolerance}
 	var (
 		cur   *Item
 		known bool // cur is the stored item as of a call just made: no need to read it
@@ -91,7 +102,7 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 	if op.Kind == Create {
 		// Optimistic: assume nothing is stored. If Merge would not write a fresh item
 		// (a create expired on arrival), read as usual: a tombstone may need extending.
-		if _, changed := Merge(nil, op, now(), t.Grace); changed {
+		if _, changed := Merge(nil, op, now(), p); changed {
 			known = true
 		}
 	}
@@ -110,7 +121,7 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 			}
 		}
 		known = false
-		next, changed := Merge(cur, op, now(), t.Grace)
+		next, changed := Merge(cur, op, now(), p)
 		if !changed {
 			return Unchanged, st, nil
 		}
@@ -129,6 +140,10 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 			next.Rev = cur.Rev + 1
 		}
 		in.Item = Marshal(next)
+		if n := ItemSize(in.Item); n > MaxItemBytes {
+			return Unchanged, st, fmt.Errorf("%w: %d bytes, over DynamoDB's limit of %d (attributes %d bytes, %d attribute registers)",
+				ErrTooLarge, n, MaxItemBytes, attrBytes(next.Attrs), len(next.AttrVers)+len(next.Removed))
+		}
 		_, err := t.DB.PutItem(ctx, in)
 		st.Writes++
 		var lost *types.ConditionalCheckFailedException
@@ -142,6 +157,17 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 					return Unchanged, st, err
 				}
 				known = true
+			}
+			if st.Conflicts > 1 {
+				// A busy item: step aside for a random while, growing, and read it afresh,
+				// so that racing writers stop colliding round after round.
+				wait := min(time.Millisecond<<st.Conflicts, 64*time.Millisecond)
+				select {
+				case <-ctx.Done():
+					return Unchanged, st, ctx.Err()
+				case <-time.After(rand.N(wait)):
+				}
+				known = false
 			}
 			continue
 		}

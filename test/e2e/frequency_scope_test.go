@@ -25,7 +25,9 @@ func TestTimeBasedCoalesces(t *testing.T) {
 	const sessions, changes = 3, 10
 	var ids []string
 	for range sessions {
-		s, err := store.Create(ctx, client.NewSession{Principal: "alice"})
+		// Idle for longer than the interval: a change the hour's flush would bring after
+		// the session's deadline would go at once.
+		s, err := store.Create(ctx, client.NewSession{Principal: "alice", MaxIdle: 2 * time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}

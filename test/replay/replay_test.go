@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,6 +23,14 @@ var (
 	histories = flag.Int("histories", 500, "random session histories to replay")
 	seed      = flag.Uint64("seed", 0, "random seed (0: from the clock); a failure prints it")
 	appliers  = flag.Int("appliers", 4, "concurrent appliers, as concurrent function instances")
+	shown     = flag.Int("failures", 3, "sessions that differ from the model to describe, per phase")
+)
+
+// The store's rules as the functions run them by default.
+const (
+	grace     = record.DefaultGrace
+	tolerance = record.DefaultTolerance
+	budget    = 4 // register names per writer between its snapshots (small, to make many snapshots)
 )
 
 var db *dynamodb.Client
@@ -42,194 +51,255 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-func newTable(t *testing.T) *record.Table {
+func newTable(t *testing.T, now func() time.Time) *record.Table {
 	t.Helper()
 	name := fmt.Sprintf("replay-%d", time.Now().UnixNano())
 	if err := localtest.CreateSessionTable(context.Background(), db, name); err != nil {
 		t.Fatal(err)
 	}
-	return &record.Table{DB: db, Name: name, Grace: 10 * time.Minute, MaxAttempts: 50}
+	return &record.Table{DB: db, Name: name, Grace: grace, Tolerance: tolerance, Now: now, MaxAttempts: 50}
 }
 
-// TestReplay applies random histories, each op delivered 1-3 times in a random order
-// interleaved across sessions, with several concurrent appliers against DynamoDB Local,
-// and checks every stored session against the model. `make soak` runs 10,000.
+// delivery is one delivery of one session's op.
+type delivery struct {
+	h  int // index of the history
+	op record.Op
+}
+
+// TestReplay applies random histories in two phases: at T0 the on-time deliveries, then,
+// the functions' clock moved past the tombstone grace to T1, the late ones; each phase
+// shuffled across sessions and applied by several concurrent appliers against DynamoDB
+// Local. Every stored session is checked against the model after each phase, and a reader
+// checks throughout that no destroyed session is ever readable again. `make soak` runs
+// 10,000 histories.
 func TestReplay(t *testing.T) {
 	s := *seed
 	if s == 0 {
 		s = uint64(time.Now().UnixNano())
 	}
 	rng := rand.New(rand.NewPCG(s, s^0x5e5510))
-	now := time.Now()
-	tbl := newTable(t)
+	t0 := time.Now().Truncate(time.Millisecond)
+	w := World{T0: t0, T1: t0.Add(grace + time.Minute + time.Duration(rng.Int64N(int64(30*time.Minute)))),
+		Grace: grace, Tolerance: tolerance, Budget: budget}
+	var clock atomic.Int64 // the functions' clock: T0, then T1
+	clock.Store(w.T0.UnixMilli())
+	now := func() time.Time { return time.UnixMilli(clock.Load()) }
+	tbl := newTable(t, now)
 
 	hs := make([]History, *histories)
-	var all []record.Op
+	dss := make([][]Delivery, *histories)
+	want := make([]Expect, *histories)
+	var phases [2][]delivery
 	// Deliveries are shuffled within groups of a few sessions, so that the appliers mostly
 	// work on the same sessions at once and race on their conditional writes.
 	for start := 0; start < len(hs); start += *appliers {
-		var group []record.Op
+		var group [2][]delivery
 		for i := start; i < min(start+*appliers, len(hs)); i++ {
-			hs[i] = Generate(rng, fmt.Sprintf("default#replay-%d", i), now)
-			group = append(group, Deliveries(rng, hs[i])...)
+			hs[i] = Generate(rng, fmt.Sprintf("default#replay-%d", i), w)
+			dss[i] = Deliveries(rng, hs[i])
+			want[i] = Model(hs[i], dss[i], w)
+			for _, d := range dss[i] {
+				p := 0
+				if d.Late {
+					p = 1
+				}
+				group[p] = append(group[p], delivery{h: i, op: hs[i].Ops[d.Op]})
+			}
 		}
-		rng.Shuffle(len(group), func(i, j int) { group[i], group[j] = group[j], group[i] })
-		all = append(all, group...)
+		for p := range group {
+			rng.Shuffle(len(group[p]), func(i, j int) { group[p][i], group[p][j] = group[p][j], group[p][i] })
+			phases[p] = append(phases[p], group[p]...)
+		}
 	}
-	queue := make(chan record.Op, len(all))
-	for _, op := range all {
-		queue <- op
-	}
-	var (
-		pending                       = atomic.Int64{}
-		reads, writes, conflicts, err atomic.Int64
-		destroyed                     sync.Map // key -> true once a destroy is applied
-		wg                            sync.WaitGroup
-		retried                       atomic.Int64
-	)
-	pending.Store(int64(len(all)))
+
 	ctx := context.Background()
-	for range *appliers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for pending.Load() > 0 {
-				var op record.Op
-				select {
-				case op = <-queue:
-				default:
-					time.Sleep(time.Millisecond) // only retries are left, in flight elsewhere
-					continue
-				}
-				_, st, e := tbl.Apply(ctx, op)
-				reads.Add(int64(st.Reads))
-				writes.Add(int64(st.Writes))
-				conflicts.Add(int64(st.Conflicts))
-				if errors.Is(e, record.ErrContended) {
-					retried.Add(1)
-					queue <- op // as SQS would deliver it again
-					continue
-				}
-				if e != nil {
-					err.Add(1)
-					t.Errorf("apply: %v", e)
-				}
-				if op.Kind == record.Destroy {
-					destroyed.Store(op.Key, true)
-				}
-				pending.Add(-1)
-			}
-		}()
-	}
-	// A reader checks, while ops are still being applied, that a destroyed session is
-	// never readable again.
-	stop := make(chan struct{})
-	var revived atomic.Int64
-	var rwg sync.WaitGroup
-	rwg.Add(1)
-	go func() {
-		defer rwg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			destroyed.Range(func(k, _ any) bool {
-				it, e := tbl.Get(ctx, k.(string))
-				if e == nil && it.Readable(time.Now()) {
-					revived.Add(1)
-				}
-				return true
-			})
-			time.Sleep(5 * time.Millisecond)
+	var (
+		reads, writes, conflicts, retried atomic.Int64
+		destroyed                         sync.Map // key -> true once a destroy is applied
+		revived                           atomic.Int64
+	)
+	// apply runs one phase's deliveries with the appliers while a reader checks that a
+	// destroyed session is never readable again.
+	apply := func(ds []delivery) {
+		queue := make(chan delivery, len(ds))
+		for _, d := range ds {
+			queue <- d
 		}
-	}()
-	wg.Wait()
-	close(stop)
-	rwg.Wait()
+		var pending atomic.Int64
+		pending.Store(int64(len(ds)))
+		var wg sync.WaitGroup
+		for range *appliers {
+			wg.Go(func() {
+				for pending.Load() > 0 {
+					var d delivery
+					select {
+					case d = <-queue:
+					default:
+						time.Sleep(time.Millisecond) // only retries are left, in flight elsewhere
+						continue
+					}
+					_, st, e := tbl.Apply(ctx, d.op)
+					reads.Add(int64(st.Reads))
+					writes.Add(int64(st.Writes))
+					conflicts.Add(int64(st.Conflicts))
+					if errors.Is(e, record.ErrContended) {
+						retried.Add(1)
+						queue <- d // as SQS would deliver it again
+						continue
+					}
+					if e != nil {
+						t.Errorf("apply: %v", e)
+					}
+					if d.op.Kind == record.Destroy {
+						destroyed.Store(d.op.Key, true)
+					}
+					pending.Add(-1)
+				}
+			})
+		}
+		stop := make(chan struct{})
+		var rwg sync.WaitGroup
+		rwg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				destroyed.Range(func(k, _ any) bool {
+					it, e := tbl.Get(ctx, k.(string))
+					if e == nil && Observe(it, now()).Readable {
+						revived.Add(1)
+					}
+					return true
+				})
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+		wg.Wait()
+		close(stop)
+		rwg.Wait()
+	}
+	// check compares every stored session with what the model allows.
+	check := func(phase string, at time.Time, allowed func(i int) []State) {
+		failures := 0
+		for i, h := range hs {
+			it, e := tbl.Get(ctx, h.Key)
+			if e != nil {
+				t.Fatal(e)
+			}
+			got := Observe(it, at)
+			ok := MatchesAny(got, allowed(i))
+			if ok && phase == "phase 2" && want[i].Whole && it != nil {
+				if n := len(it.AttrVers) + len(it.Removed); n > budget*h.DeltaWriters {
+					t.Errorf("seed %d, session %s: %d attribute registers stored, over %d writers' budgets of %d\nhistory:\n%s",
+						s, h.Key, n, h.DeltaWriters, budget, Describe(h, dss[i]))
+				}
+			}
+			if ok {
+				continue
+			}
+			failures++
+			if failures > *shown {
+				continue
+			}
+			var ws []string
+			for _, st := range allowed(i) {
+				ws = append(ws, st.String())
+			}
+			t.Errorf("seed %d, %s (clock %s), session %s: stored state differs from the model\n got  %s\n want %s\nhistory (as written):\n%sminimal sequential delivery that reproduces it:\n%s",
+				s, phase, at.Sub(w.T0), h.Key, got, strings.Join(ws, "\n   or "), Describe(h, dss[i]), shrink(h, dss[i], w))
+		}
+		if failures > 0 {
+			t.Errorf("%s: %d of %d sessions differ from the model (seed %d; rerun: go test ./test/replay -run TestReplay -seed %d -histories %d)",
+				phase, failures, len(hs), s, s, *histories)
+		}
+	}
+
+	apply(phases[0])
+	check("phase 1", w.T0, func(i int) []State { return []State{want[i].Phase1} })
+	clock.Store(w.T1.UnixMilli())
+	apply(phases[1])
+	check("phase 2", w.T1, func(i int) []State { return want[i].Final })
 	if revived.Load() > 0 {
 		t.Errorf("a destroyed session was readable again %d times (seed %d)", revived.Load(), s)
 	}
 
-	var failures int
-	for _, h := range hs {
-		it, e := tbl.Get(ctx, h.Key)
-		if e != nil {
-			t.Fatal(e)
+	ops, deliveries := 0, len(phases[0])+len(phases[1])
+	var destroyedN, readable, over, ambiguous int
+	for i, h := range hs {
+		ops += len(h.Ops)
+		f := want[i].Final
+		switch {
+		case len(f) > 1:
+			ambiguous++
+		case f[0].Destroyed:
+			destroyedN++
+		case f[0].Readable:
+			readable++
+		default:
+			over++
 		}
-		got, want := Observe(it, now), Model(h.Ops, now)
-		if Equal(got, want) {
-			continue
-		}
-		failures++
-		if failures > 3 {
-			continue
-		}
-		t.Errorf("seed %d, session %s: stored state differs from the model\n got  %s\n want %s\nhistory (as written):\n%sminimal sequential delivery that reproduces it:\n%s",
-			s, h.Key, got, want, Describe(h.Ops), Describe(shrink(h, now)))
 	}
-	ops := len(all)
-	t.Logf("seed %d: %d histories, %d distinct ops, %d deliveries (%d duplicates), %d appliers; DynamoDB %.2f reads and %.2f writes per delivery, %d conflicts, %d re-deliveries after contention",
-		s, len(hs), countOps(hs), ops, ops-countOps(hs), *appliers,
-		float64(reads.Load())/float64(ops), float64(writes.Load())/float64(ops), conflicts.Load(), retried.Load())
-	if failures > 0 {
-		t.Errorf("%d of %d sessions differ from the model (seed %d; rerun: go test ./test/replay -run TestReplay -seed %d)", failures, len(hs), s, s)
-	}
+	t.Logf("seed %d: %d histories, %d distinct ops, %d deliveries (%d duplicates, %d late, clock jump %s), %d appliers; "+
+		"DynamoDB %.2f reads and %.2f writes per delivery, %d conflicts, %d re-deliveries after contention; "+
+		"at the end %d destroyed, %d readable, %d over or never readable, %d with an outcome the late order decides",
+		s, len(hs), ops, deliveries, deliveries-ops, len(phases[1]), w.T1.Sub(w.T0).Round(time.Second), *appliers,
+		float64(reads.Load())/float64(deliveries), float64(writes.Load())/float64(deliveries), conflicts.Load(), retried.Load(),
+		destroyedN, readable, over, ambiguous)
 }
 
-func countOps(hs []History) (n int) {
-	for _, h := range hs {
-		n += len(h.Ops)
-	}
-	return n
-}
-
-// shrink looks for a small sequential delivery order of h's ops that the merge gets
-// wrong, trying every permutation of ever smaller subsets as far as is cheap; if the
-// merge alone is right (the failure needed concurrency), it returns the history itself.
-func shrink(h History, now time.Time) []record.Op {
-	fails := func(ops []record.Op) bool {
+// shrink looks for a small sequential delivery of h that the merge gets wrong: each
+// phase's deliveries in some order at its clock, dropping deliveries while it still
+// fails; if the merge alone is right (the failure needed concurrency), it says so.
+func shrink(h History, ds []Delivery, w World) string {
+	p := record.Policy{Grace: w.Grace, Tolerance: w.Tolerance}
+	fails := func(ds []Delivery) bool {
+		want := Model(h, ds, w)
 		var cur *record.Item
-		for _, op := range ops {
-			if n, changed := record.Merge(cur, op, now, time.Minute); changed {
-				cur = n
+		for _, late := range []bool{false, true} {
+			now := w.T0
+			if late {
+				now = w.T1
+				if !Matches(Observe(cur, w.T0), want.Phase1) {
+					return true
+				}
 			}
-		}
-		return !Equal(Observe(cur, now), Model(ops, now))
-	}
-	rng := rand.New(rand.NewPCG(1, 1))
-	best := h.Ops
-	found := false
-	for range 2000 {
-		ops := Deliveries(rng, History{Ops: best})
-		if fails(ops) {
-			best, found = dedupe(ops), true
-			// Drop ops one at a time while it still fails.
-			for i := 0; i < len(best); {
-				cand := append(append([]record.Op{}, best[:i]...), best[i+1:]...)
-				if len(cand) > 0 && fails(cand) {
-					best = cand
-				} else {
-					i++
+			for _, d := range ds {
+				if d.Late == late {
+					if n, changed := record.Merge(cur, h.Ops[d.Op], now, p); changed {
+						cur = n
+					}
 				}
 			}
 		}
+		return !MatchesAny(Observe(cur, w.T1), want.Final)
 	}
-	if !found {
-		return h.Ops
-	}
-	return best
-}
-
-func dedupe(ops []record.Op) []record.Op {
-	seen := map[string]bool{}
-	var out []record.Op
-	for _, op := range ops {
-		if !seen[op.Version] {
-			seen[op.Version] = true
-			out = append(out, op)
+	rng := rand.New(rand.NewPCG(1, 1))
+	for range 200 {
+		cand := append([]Delivery(nil), ds...)
+		rng.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
+		if !fails(cand) {
+			continue
 		}
+		for i := 0; i < len(cand); {
+			smaller := append(append([]Delivery(nil), cand[:i]...), cand[i+1:]...)
+			if len(smaller) > 0 && fails(smaller) {
+				cand = smaller
+			} else {
+				i++
+			}
+		}
+		var b strings.Builder
+		for _, d := range cand {
+			op := h.Ops[d.Op]
+			phase := "T0"
+			if d.Late {
+				phase = "T1"
+			}
+			fmt.Fprintf(&b, "  at %s: %v %s\n", phase, map[record.OpKind]string{record.Create: "create", record.Save: "save", record.Delta: "delta", record.Destroy: "destroy"}[op.Kind], op.Version)
+		}
+		return b.String()
 	}
-	return out
+	return "  (none found: the failure needed concurrent appliers)\n"
 }

@@ -8,6 +8,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -488,6 +489,98 @@ func TestClearStore(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "--yes") {
 		t.Fatalf("revoke at a terminal without --yes:\n%s", r)
 	}
+}
+
+// TestClearStoreRefusesWhileOpsQueued: clear-store deletes tombstones, so it refuses
+// (exit 1, nothing deleted) while an op that could bring a session back is still on its
+// way: any message in the ops queue, or an op of the cluster in the ops DLQ (issue 12,
+// defect 2). Ops of other clusters in the DLQ, and messages that can never apply, do not
+// stop it.
+func TestClearStoreRefusesWhileOpsQueued(t *testing.T) {
+	ctx := context.Background()
+	q := sqs.NewFromConfig(theSite.AWS)
+	opsQueue, opsDLQ := theSite.Outputs.QueueURLs[topology.QueueOps], theSite.Outputs.QueueURLs[topology.QueueOpsDLQ]
+	clr := "guard-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	ca, cb := openStore(t, "ctl-guard-a", clr), openStore(t, "ctl-guard-b", clr)
+	for range 2 {
+		create(t, ca, cb, "gus", nil)
+	}
+	now := time.Now().UnixMilli()
+	destroyOp := func(cluster string) string {
+		var raw [32]byte
+		_, _ = rand.Read(raw[:])
+		b, err := events.EncodeSessionOp(&events.SessionOp{V: events.SchemaVersion, Op: events.OpDestroy, Cluster: cluster,
+			ID: events.HashID(string(raw[:])), Version: fmt.Sprintf("%016x", uint64(now)<<16), Writer: "guard-test", Site: "local", At: now, Until: now + 60_000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	// take removes from the DLQ the message with this body (the test's own).
+	take := func(body string) {
+		t.Helper()
+		eventually(t, "the test's message is taken off the DLQ", func() (bool, string) {
+			out, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(opsDLQ), MaxNumberOfMessages: 10, VisibilityTimeout: 1})
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, m := range out.Messages {
+				if aws.ToString(m.Body) == body {
+					_, err := q.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(opsDLQ), ReceiptHandle: m.ReceiptHandle})
+					return err == nil, fmt.Sprint(err)
+				}
+			}
+			return false, fmt.Sprintf("%d other messages", len(out.Messages))
+		})
+	}
+	send := func(url, body string, delay int32) {
+		t.Helper()
+		if _, err := q.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(body), DelaySeconds: delay}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	items := func() int {
+		out, err := theSite.DynamoDBClient().Scan(ctx, &dynamodb.ScanInput{
+			TableName: aws.String(theSite.Outputs.Table), FilterExpression: aws.String("begins_with(pk, :p)"),
+			ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":p": &ddbtypes.AttributeValueMemberS{Value: clr + "#"}},
+			Select:                    ddbtypes.SelectCount,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(out.Count)
+	}
+
+	// An op of the cluster waiting in the DLQ for a redrive.
+	mine := destroyOp(clr)
+	send(opsDLQ, mine, 0)
+	r := ctl(t, "clear-store", "--cluster", clr)
+	if r.code != 1 || !strings.Contains(r.stderr, "refused, nothing deleted") || !strings.Contains(r.stderr, "holds 1 ops of cluster "+clr) {
+		t.Fatalf("clear-store with an op of the cluster in the DLQ:\n%s", r)
+	}
+	if n := items(); n != 2 {
+		t.Fatalf("a refused clear-store left %d of 2 items", n)
+	}
+	take(mine)
+
+	// Another cluster's op and a message that can never apply, in the DLQ: no reason to wait.
+	other := destroyOp("other-" + clr)
+	send(opsDLQ, other, 0)
+	send(opsDLQ, `{"v":1,"op":"destroy","cluster":`, 0)
+	t.Cleanup(func() { take(other); take(`{"v":1,"op":"destroy","cluster":`) })
+
+	// A message on its way in the ops queue (delayed, as if the functions were behind):
+	// refused after --wait, then, once it is applied, clear-store goes through.
+	send(opsQueue, destroyOp(clr), 5)
+	r = ctl(t, "clear-store", "--cluster", clr, "--wait", "1s")
+	if r.code != 1 || !strings.Contains(r.stderr, "still in the ops queue sessionha-local-ops") {
+		t.Fatalf("clear-store with a message in the ops queue:\n%s", r)
+	}
+	if n := items(); n != 2 {
+		t.Fatalf("a refused clear-store left %d of 2 items", n)
+	}
+	r = ctl(t, "clear-store", "--cluster", clr, "--wait", "1m")
+	expect(t, r, 0, "deleted 3 items of cluster "+clr) // the two sessions and the delayed destroy's tombstone
 }
 
 // statsRow parses the last report of stats: column name -> value.

@@ -5,13 +5,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/sessionha/sessionha/events"
+	"github.com/sessionha/sessionha/infra/topology"
 	"github.com/sessionha/sessionha/internal/tablespec"
 )
 
@@ -39,7 +44,7 @@ regional one, fit for LocalStack or a test account.`,
 			}
 		},
 	}, &command{
-		name: "clear-store", args: "--cluster NAME [--yes]",
+		name: "clear-store", args: "--cluster NAME [--yes] [--wait D]",
 		summary: "delete every session of one cluster",
 		help: `
 Deletes every item of cluster NAME from the session table (sessions and tombstones),
@@ -47,11 +52,21 @@ and nothing of any other cluster, like Sun ONE's clear-session-store. It scans t
 for keys that start with "NAME#" and deletes them in batches, with a progress bar on a
 terminal, then prints how many it deleted.
 
+A tombstone is what keeps a logged-out session out for good: an op of the session still
+on its way (in the ops queue, or in its dead-letter queue waiting for a redrive) would
+bring the session back once its tombstone is gone. So clear-store first waits up to
+--wait for the site's ops queue to be empty, and refuses (exit status 1, nothing
+deleted) while it is not, or while the ops dead-letter queue holds an op of the cluster
+(see sessionctl dlq list; redrive or purge it first). Messages that can never apply do
+not count. An op that arrives while it clears is reported, and clear-store fails: run it
+again once the queue is empty.
+
 Stop the cluster's auth servers first: an instance still running keeps the sessions it
 holds in memory and may write them again. From a terminal it wants --yes.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *app, []string) error {
 			cluster := fs.String("cluster", "", "the `NAME` of the cluster to clear (required: never a default)")
 			yes := fs.Bool("yes", false, "do it without asking (needed when stdin is a terminal)")
+			wait := fs.Duration("wait", 30*time.Second, "how long to wait for the ops queue to empty before refusing")
 			return func(ctx context.Context, a *app, args []string) error {
 				if len(args) > 0 {
 					return usagef("clear-store takes no arguments, got %q", args[0])
@@ -62,7 +77,7 @@ holds in memory and may write them again. From a terminal it wants --yes.`,
 				if err := checkCluster(*cluster); err != nil {
 					return err
 				}
-				return a.clearStore(ctx, *cluster, *yes)
+				return a.clearStore(ctx, *cluster, *yes, *wait)
 			}
 		},
 	})
@@ -122,7 +137,7 @@ type scanner interface {
 	DescribeTable(context.Context, *dynamodb.DescribeTableInput, ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
 }
 
-func (a *app) clearStore(ctx context.Context, cluster string, yes bool) error {
+func (a *app) clearStore(ctx context.Context, cluster string, yes bool, wait time.Duration) error {
 	table, err := tableName()
 	if err != nil {
 		return err
@@ -130,9 +145,16 @@ func (a *app) clearStore(ctx context.Context, cluster string, yes bool) error {
 	if a.stdinTTY && !yes {
 		return usagef("clear-store deletes every session of cluster %s in table %s, and cannot be undone: run it again with --yes", cluster, table)
 	}
-	c, err := newClients(ctx)
+	c, topo, err := siteClients(ctx)
 	if err != nil {
 		return err
+	}
+	ops, err := opsQueues(ctx, c, topo, cluster)
+	if err != nil {
+		return err
+	}
+	if err := ops.waitQuiet(ctx, wait); err != nil {
+		return fmt.Errorf("clear-store: refused, nothing deleted: %w", err)
 	}
 	db := c.dynamodb()
 	var total int64 // DescribeTable's item count, for the progress bar: approximate, all clusters
@@ -148,7 +170,85 @@ func (a *app) clearStore(ctx context.Context, cluster string, yes bool) error {
 		return fmt.Errorf("clear-store: %w\n  deleted %d items of cluster %s before that; run clear-store again to finish", err, deleted, cluster)
 	}
 	fmt.Fprintf(a.stdout, "deleted %d items of cluster %s from table %s (scanned %d items)\n", deleted, cluster, table, scanned)
+	if err := ops.waitQuiet(ctx, 0); err != nil {
+		return fmt.Errorf("clear-store: ops arrived while it cleared, which may have written sessions of cluster %s again: %w\n  run clear-store again once the queue is empty", cluster, err)
+	}
 	return nil
+}
+
+// opsWatch is the site's ops queue and its dead-letter queue, as clear-store checks them.
+type opsWatch struct {
+	q                *sqs.Client
+	cluster          string
+	queue, dlq       string // names
+	queueURL, dlqURL string
+}
+
+func opsQueues(ctx context.Context, c *clients, topo topology.Topology, cluster string) (*opsWatch, error) {
+	w := &opsWatch{q: c.sqs(), cluster: cluster}
+	var err error
+	if w.queue, w.queueURL, err = queueURL(ctx, w.q, topo, topology.QueueOps); err != nil {
+		return nil, err
+	}
+	if w.dlq, w.dlqURL, err = queueURL(ctx, w.q, topo, topology.QueueOpsDLQ); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// waitQuiet waits up to wait for the ops queue to hold nothing (visible, in flight or
+// delayed, of any cluster: its messages cannot be read without taking them), then checks
+// that the dead-letter queue holds no op of the cluster; it says what it found if not.
+func (w *opsWatch) waitQuiet(ctx context.Context, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		n, err := queued(ctx, w.q, w.queueURL)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("%d messages are still in the ops queue %s (waited %s): their sessions' tombstones must stay until they are applied; run it again once the queue is empty (sessionctl stats shows it)", n, w.queue, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(time.Second, time.Until(deadline))):
+		}
+	}
+	msgs, release, err := peek(ctx, w.q, w.dlqURL, 1000)
+	if err != nil {
+		return err
+	}
+	release()
+	n := 0
+	for _, m := range msgs {
+		if op, err := events.DecodeSessionOp([]byte(aws.ToString(m.Body))); err == nil && op.Cluster == w.cluster {
+			n++
+		}
+	}
+	if n > 0 {
+		return fmt.Errorf("the dead-letter queue %s holds %d ops of cluster %s, which a redrive would apply after their tombstones are gone; redrive them (sessionctl dlq redrive) and wait for them to apply, or purge them, first", w.dlq, n, w.cluster)
+	}
+	return nil
+}
+
+// queued is how many messages a queue holds: visible, in flight and delayed.
+func queued(ctx context.Context, q *sqs.Client, url string) (int, error) {
+	names := []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible, sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}
+	out, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: names})
+	if err != nil {
+		return 0, explain(err, "queue attributes")
+	}
+	n := 0
+	for _, k := range names {
+		v, _ := strconv.Atoi(out.Attributes[string(k)])
+		n += v
+	}
+	return n, nil
 }
 
 // clearCluster scans the table for keys of the cluster and deletes them, 25 per

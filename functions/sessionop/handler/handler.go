@@ -3,7 +3,7 @@
 // Handle is the function's whole logic, shaped like any aws-lambda-go SQS handler and
 // tested without AWS: each record is decoded, validated and merged into its item with a
 // conditional write (internal/record). A record that can never apply (malformed, too
-// large, wrong schema version, invalid) goes to the DLQ at its first receive, with its
+// large, wrong schema version, invalid, or a merged item over DynamoDB's 400 KB) goes to the DLQ at its first receive, with its
 // reason as message attributes; one whose write failed (throttling, an outage, lost
 // races) is hidden on the retry schedule and reported in batchItemFailures, so the queue
 // delivers it again later and moves it to the DLQ only after maxReceiveCount receives
@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	lambdaevents "github.com/aws/aws-lambda-go/events"
@@ -35,9 +36,16 @@ type Config struct {
 	Table string
 	// Site is the site this function serves, for logs (SESSIONHA_SITE). Default "".
 	Site string
-	// TombstoneGrace is the least time a destroyed session's tombstone is kept
-	// (SESSIONHA_TOMBSTONE_GRACE, a Go duration). Default 10m.
+	// TombstoneGrace is how long a tombstone outlives its session's latest possible
+	// deadline (and at least its destroy), and an ended session its deadline, so that a
+	// late op finds them (SESSIONHA_TOMBSTONE_GRACE, a Go duration). It must cover the
+	// clock skew between auth servers. Default 30m (record.DefaultGrace).
 	TombstoneGrace time.Duration
+	// ClockTolerance is how far ahead of this function's clock an op's created and last
+	// access may be; later ones are clamped, so that an auth server whose clock is ahead
+	// cannot stretch a session (SESSIONHA_CLOCK_TOLERANCE, a Go duration). Default 30s
+	// (record.DefaultTolerance).
+	ClockTolerance time.Duration
 	// Parallel is how many records of a batch are applied at once. Default 10.
 	Parallel int
 	// QueueURL is the ops queue, where failed records are hidden until their retry.
@@ -68,6 +76,13 @@ func ConfigFromEnv() (Config, error) {
 			*dst = d
 		}
 	}
+	if v := os.Getenv("SESSIONHA_CLOCK_TOLERANCE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("SESSIONHA_CLOCK_TOLERANCE=%q: want a positive Go duration such as 30s", v)
+		}
+		c.ClockTolerance = d
+	}
 	return c, c.validate()
 }
 
@@ -79,8 +94,8 @@ func (c Config) validate() error {
 		return errors.New("SESSIONHA_QUEUE_URL is required: the ops queue's URL")
 	case c.DLQURL == "":
 		return errors.New("SESSIONHA_DLQ_URL is required: the ops queue's dead-letter queue's URL")
-	case c.TombstoneGrace < 0 || c.Parallel < 0 || c.RetryBase < 0 || c.RetryMax < 0:
-		return errors.New("TombstoneGrace, Parallel, RetryBase and RetryMax must not be negative")
+	case c.TombstoneGrace < 0 || c.ClockTolerance < 0 || c.Parallel < 0 || c.RetryBase < 0 || c.RetryMax < 0:
+		return errors.New("TombstoneGrace, ClockTolerance, Parallel, RetryBase and RetryMax must not be negative")
 	}
 	return c.retry().Validate()
 }
@@ -99,10 +114,11 @@ func (c Config) retry() retry.Schedule {
 
 // Handler applies batches of session operations.
 type Handler struct {
-	table   *record.Table
-	runner  *batch.Runner
-	log     *slog.Logger
-	metrics io.Writer // stdout in Lambda, where CloudWatch reads EMF lines
+	sessions keyLocks // ops of one session are applied one at a time
+	table    *record.Table
+	runner   *batch.Runner
+	log      *slog.Logger
+	metrics  io.Writer // stdout in Lambda, where CloudWatch reads EMF lines
 }
 
 // New returns a handler writing to db, dead-lettering and hiding records on q. log
@@ -113,7 +129,10 @@ func New(db record.DB, q batch.SQS, cfg Config, log *slog.Logger) (*Handler, err
 		return nil, err
 	}
 	if cfg.TombstoneGrace == 0 {
-		cfg.TombstoneGrace = 10 * time.Minute
+		cfg.TombstoneGrace = record.DefaultGrace
+	}
+	if cfg.ClockTolerance == 0 {
+		cfg.ClockTolerance = record.DefaultTolerance
 	}
 	if cfg.Parallel == 0 {
 		cfg.Parallel = 10
@@ -128,7 +147,7 @@ func New(db record.DB, q batch.SQS, cfg Config, log *slog.Logger) (*Handler, err
 		return nil, err
 	}
 	return &Handler{
-		table:   &record.Table{DB: db, Name: cfg.Table, Grace: cfg.TombstoneGrace},
+		table:   &record.Table{DB: db, Name: cfg.Table, Grace: cfg.TombstoneGrace, Tolerance: cfg.ClockTolerance},
 		runner:  runner,
 		log:     log,
 		metrics: os.Stdout,
@@ -157,10 +176,19 @@ func (h *Handler) apply(ctx context.Context, rec *lambdaevents.SQSMessage, c *ba
 	if err != nil {
 		return batch.Poison(events.ErrorKind(err), err)
 	}
-	res, st, err := h.table.Apply(withCounters(ctx, c), ToRecordOp(op)) // owner.go counts its notices
+	r := ToRecordOp(op)
+	// Ops of one session in a batch would only race each other's conditional writes, and
+	// a busy session's ops would run out of rounds: one at a time, others alongside.
+	unlock := h.sessions.lock(r.Key)
+	res, st, err := h.table.Apply(withCounters(ctx, c), r) // owner.go counts its notices
+	unlock()
 	c.Add("Reads", int64(st.Reads))
 	c.Add("Writes", int64(st.Writes))
 	c.Add("Conflicts", int64(st.Conflicts))
+	if errors.Is(err, record.ErrTooLarge) {
+		// It can never apply: to the DLQ at once, like a malformed message, with its reason.
+		return batch.Poison("too-large-item", fmt.Errorf("apply %s: %w", op.Op, err))
+	}
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", op.Op, err)
 	}
@@ -175,6 +203,41 @@ func (h *Handler) apply(ctx context.Context, rec *lambdaevents.SQSMessage, c *ba
 	return nil
 }
 
+// keyLocks is a mutex per key, made while in use.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks key and returns the func that unlocks it.
+func (k *keyLocks) lock(key string) func() {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{}
+		k.m[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
 // ToRecordOp turns a decoded operation into the record's terms.
 func ToRecordOp(op *events.SessionOp) record.Op {
 	r := record.Op{Key: record.Key(op.Cluster, op.ID), Version: record.Version(op.Version, op.Writer)}
@@ -187,7 +250,7 @@ func ToRecordOp(op *events.SessionOp) record.Op {
 		r.Kind = record.Delta
 		r.Set, r.Remove = op.Set, op.Remove
 	case events.OpDestroy:
-		r.Kind = record.Destroy
+		r.Kind, r.Until = record.Destroy, op.Until
 		return r
 	}
 	s := op.Session

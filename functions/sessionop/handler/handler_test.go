@@ -382,11 +382,125 @@ func TestConfigFromEnv(t *testing.T) {
 	t.Setenv("SESSIONHA_TOMBSTONE_GRACE", "2m")
 	t.Setenv("SESSIONHA_RETRY_BASE", "2s")
 	t.Setenv("SESSIONHA_RETRY_MAX", "1m")
+	t.Setenv("SESSIONHA_CLOCK_TOLERANCE", "-1s")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "SESSIONHA_CLOCK_TOLERANCE") {
+		t.Errorf("bad tolerance: %v", err)
+	}
+	t.Setenv("SESSIONHA_CLOCK_TOLERANCE", "5s")
 	if c, err := ConfigFromEnv(); err != nil || c.TombstoneGrace != 2*time.Minute || c.retry() != (retry.Schedule{Base: 2 * time.Second, Max: time.Minute}) ||
-		c.QueueURL != "http://q" || c.DLQURL != "http://dlq" {
+		c.QueueURL != "http://q" || c.DLQURL != "http://dlq" || c.ClockTolerance != 5*time.Second {
 		t.Errorf("good env: %+v %v", c, err)
 	}
 	if got := (Config{}).retry(); got != (retry.Schedule{Base: 10 * time.Second, Max: 5 * time.Minute}) {
 		t.Errorf("default schedule %+v", got)
+	}
+}
+
+// TestDestroyKeepsTombstoneUntil: a destroy's until reaches the table: its tombstone
+// outlives the session's latest deadline, not just the grace (issue 12, defect 2).
+func TestDestroyKeepsTombstoneUntil(t *testing.T) {
+	h, _, _ := newHandler(t)
+	d, _ := op(events.OpDestroy, 1<<20, nil)
+	d.Until = time.Now().Add(8 * time.Hour).UnixMilli()
+	resp, err := h.Handle(context.Background(), lambdaevents.SQSEvent{Records: []lambdaevents.SQSMessage{{MessageId: "d", Body: body(t, d)}}})
+	if err != nil || len(resp.BatchItemFailures) > 0 {
+		t.Fatalf("destroy: %v %+v", err, resp)
+	}
+	if it := get(t, d); it == nil || it.State != record.Destroyed || it.ExpiresAt*1000 < d.Until {
+		t.Fatalf("tombstone %+v: want it kept until %d", it, d.Until)
+	}
+}
+
+// TestItemTooLargeRejected: an op whose merged item would be over DynamoDB's 400 KB can
+// never apply: it is rejected with its reason, like a malformed message, rather than
+// failing the same PutItem on every delivery; the item stays as it was (issue 12,
+// defect 8).
+func TestItemTooLargeRejected(t *testing.T) {
+	h, logs, metrics := newHandler(t)
+	create, _ := op(events.OpCreate, 1<<20, map[string][]byte{"k": []byte("v")})
+	deliver := func(id string, o *events.SessionOp) lambdaevents.SQSEventResponse {
+		t.Helper()
+		resp, err := h.Handle(context.Background(), lambdaevents.SQSEvent{Records: []lambdaevents.SQSMessage{{MessageId: id, Body: body(t, o)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := deliver("create", create); len(r.BatchItemFailures) > 0 {
+		t.Fatal("create failed")
+	}
+	// Deltas removing 200 distinct names of 120 bytes each leave ~28 KB of registers.
+	delta := func(n int) *events.SessionOp {
+		d := *create
+		d.Op, d.Version, d.Session = events.OpDelta, fmt.Sprintf("%016x", 1<<20+n), &events.Session{
+			Principal: "alice", Created: create.Session.Created, LastAccess: create.Session.LastAccess, MaxIdle: 600, MaxLife: 3600}
+		for i := range 200 {
+			d.Remove = append(d.Remove, fmt.Sprintf("%03d-%03d-%s", n, i, strings.Repeat("r", 112)))
+		}
+		return &d
+	}
+	n := 1
+	for ; ; n++ {
+		before := get(t, create)
+		resp := deliver(fmt.Sprintf("delta-%d", n), delta(n))
+		if len(resp.BatchItemFailures) > 0 {
+			t.Fatalf("delta %d reported for a retry: %+v; an op that can never apply goes to the DLQ at once", n, resp)
+		}
+		after := get(t, create)
+		if after.Rev != before.Rev {
+			if n > 30 {
+				t.Fatalf("%d deltas of 200 registers each applied: the item should be over 400 KB by now", n)
+			}
+			continue
+		}
+		if len(after.Removed) != len(before.Removed) {
+			t.Errorf("the refused delta changed the item: %d registers; was %d", len(after.Removed), len(before.Removed))
+		}
+		break
+	}
+	if n < 10 {
+		t.Errorf("refused after %d deltas (%d registers): far below 400 KB", n, 200*(n-1))
+	}
+	if !strings.Contains(logs.String(), `"kind":"too-large-item"`) || !strings.Contains(logs.String(), "over DynamoDB's limit") {
+		t.Errorf("no rejection with its reason logged:\n%s", logs.String())
+	}
+	if !strings.Contains(metrics.String(), `"Rejected":1`) || !strings.Contains(metrics.String(), `"DeadLettered":1`) {
+		t.Errorf("metrics do not count the rejection and its dead letter:\n%s", metrics.String())
+	}
+}
+
+// TestOneSessionsOpsInABatchDoNotRace: the ops of one session in a batch are applied one
+// after another: run at once, they would only make each other's conditional writes fail
+// (and a busy session's ops run out of rounds and reach the DLQ); other sessions' ops
+// still run alongside.
+func TestOneSessionsOpsInABatchDoNotRace(t *testing.T) {
+	h, _, metrics := newHandler(t)
+	create, _ := op(events.OpCreate, 1<<20, nil)
+	if r, err := h.Handle(context.Background(), lambdaevents.SQSEvent{Records: []lambdaevents.SQSMessage{{MessageId: "c", Body: body(t, create)}}}); err != nil || len(r.BatchItemFailures) > 0 {
+		t.Fatalf("create: %v %+v", err, r)
+	}
+	var ev lambdaevents.SQSEvent
+	for i := range 10 {
+		d := *create
+		d.Op, d.Version = events.OpDelta, fmt.Sprintf("%016x", 1<<20+1+i)
+		s := *create.Session
+		s.Attrs, s.LastAccess = nil, s.LastAccess+int64(i)
+		d.Session, d.Set = &s, map[string][]byte{fmt.Sprintf("k%d", i): []byte("v")}
+		ev.Records = append(ev.Records, lambdaevents.SQSMessage{MessageId: fmt.Sprint(i), Body: body(t, &d)})
+	}
+	metrics.b.Reset()
+	resp, err := h.Handle(context.Background(), ev)
+	if err != nil || len(resp.BatchItemFailures) > 0 {
+		t.Fatalf("ten deltas of one session: %v, failures %+v", err, resp.BatchItemFailures)
+	}
+	if it := get(t, create); len(it.Attrs) != 10 {
+		t.Errorf("%d attributes after ten deltas, want 10", len(it.Attrs))
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(metrics.String())), &m); err != nil {
+		t.Fatalf("metrics line is not JSON: %v", err)
+	}
+	if m["Conflicts"] != float64(0) || m["Applied"] != float64(10) {
+		t.Errorf("metrics %v: want 10 applied and no lost conditional write", m)
 	}
 }
