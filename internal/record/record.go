@@ -152,6 +152,12 @@ func (it *Item) deadline() int64 {
 	return min(addSeconds(it.LastAccess, it.MaxIdle), addSeconds(it.Created, it.MaxLife))
 }
 
+// Over reports whether the session has ended by now without a logout: past its deadline,
+// so that Merge takes no op of it any more.
+func (it *Item) Over(now time.Time) bool {
+	return it != nil && it.State != Destroyed && !now.Before(it.Deadline())
+}
+
 // Readable reports whether a read may return the item: active and not expired. DynamoDB
 // deletes expired items lazily (often days later), so every read must check.
 func (it *Item) Readable(now time.Time) bool {

@@ -74,13 +74,17 @@ func versionWriter(v string) string { _, w, _ := strings.Cut(v, "/"); return w }
 
 // tell says who must learn that op, merged into the stored item cur, supersedes its copy:
 // owner "" for nobody; newer is the version that supersedes it.
-func tell(cur *record.Item, op record.Op) (owner, newer string, destroyed bool) {
+func tell(cur *record.Item, op record.Op, now time.Time) (owner, newer string, destroyed bool) {
 	opWriter, curWriter := versionWriter(op.Version), versionWriter(cur.Version)
 	switch {
 	case cur.State == record.Destroyed:
 		if op.Kind != record.Destroy {
 			return opWriter, cur.Version, true
 		}
+	case cur.Over(now) && op.Kind != record.Destroy:
+		// Ended by the table's clock: the op changes nothing, and its writer's copy,
+		// which its own clock may still find alive, is over too.
+		return opWriter, max(cur.Version, op.Version), true
 	case op.Kind == record.Destroy:
 		if curWriter != opWriter {
 			return curWriter, max(cur.Version, op.Version), true
@@ -94,7 +98,7 @@ func tell(cur *record.Item, op record.Op) (owner, newer string, destroyed bool) 
 }
 
 func (o *owners) observe(ctx context.Context, cur *record.Item, op record.Op) error {
-	owner, newer, destroyed := tell(cur, op)
+	owner, newer, destroyed := tell(cur, op, time.Now())
 	if owner == "" {
 		return nil
 	}
