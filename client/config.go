@@ -189,6 +189,17 @@ type Config struct {
 	// before a sweep deletes it (SESSIONHA_ORPHAN_QUEUE_AGE, a Go duration). An open
 	// instance marks its queue alive every 5 minutes. Default 1 h; at least 15 min.
 	OrphanQueueAge time.Duration
+	// Keyring seals every attribute value before it leaves this process and opens what
+	// comes back (see Keyring and the README's "Sealed attributes"): SESSIONHA_SEAL_KEYS
+	// ("id:base64key,...", the first sealing) or SESSIONHA_SEAL_KEY_FILE (a file of such
+	// lines), or KMS-wrapped keys, SESSIONHA_SEAL_KMS_KEYS, through KeyringSource. Give
+	// every instance of every site the same keys. Default nil: values go in clear, clear
+	// values open, and sealed ones fail to with ErrSealed.
+	Keyring *Keyring
+	// KeyringSource makes the Keyring at Open when Keyring is nil, for keys a service
+	// holds (client/kmskeys: ConfigFromEnv sets it from SESSIONHA_SEAL_KMS_KEYS and
+	// SESSIONHA_SEAL_KMS_KEY_ARN once that package is imported). Default nil.
+	KeyringSource KeyringSource
 	// AWS is the SDK configuration (no variable). Default: the SDK's default chain
 	// (environment, shared files, instance role), endpoints from AWS_ENDPOINT_URL[_<SERVICE>].
 	AWS *aws.Config
@@ -277,6 +288,9 @@ func ConfigFromEnv() (Config, error) {
 		if err := e.set(&c, v); err != nil {
 			return c, fmt.Errorf("client: %s=%q: %w", e.name, v, err)
 		}
+	}
+	if err := sealFromEnv(&c); err != nil { // sealconfig.go: errors never show a key
+		return c, err
 	}
 	return c, c.validate()
 }

@@ -59,8 +59,12 @@ func (s *Store) openJournal() (int, error) {
 	if skipped > 0 {
 		s.log.Warn("journal: damaged records skipped, the rest replayed (a crash during an append tears the last record, which was never acknowledged)", "bytes", skipped)
 	}
+	if err := s.openJournaled(recs); err != nil { // sealstore.go
+		j.close(false)
+		return 0, err
+	}
 	n := s.replay(recs)
-	j.live = s.journalLive
+	j.live, j.seal = s.journalLive, s.sealOp
 	// Rewritten at once: it holds exactly what is unsent, and no damaged tail that later
 	// appends would follow.
 	if err := j.rewrite(); err != nil {

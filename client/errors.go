@@ -14,6 +14,12 @@ var (
 	ErrUnavailable = errors.New("client: session store unavailable")
 	// ErrInvalid: the session cannot be stored as it is (say, an attribute name too long).
 	ErrInvalid = errors.New("client: invalid session")
+	// ErrSealed: a sealed attribute value does not open: sealed with a key this store's
+	// Keyring lacks (or the store has none), or changed since it was sealed, or moved from
+	// another session or attribute (see Keyring). Load fails with it for the whole
+	// session, naming the attribute and the key id, never the value: serving the session
+	// without one of its attributes could change what it grants.
+	ErrSealed = errors.New("client: sealed attribute value does not open")
 	// ErrClosed: the Store was closed.
 	ErrClosed = errors.New("client: store closed")
 )

@@ -186,6 +186,9 @@ func (s *Store) loadFile(id, hashed, key string, now time.Time) (*Session, error
 		maxIdle: time.Duration(m.MaxIdle) * time.Second, maxLife: time.Duration(m.MaxLife) * time.Second,
 		attrs: cloneAttrs(m.Attrs),
 	}
+	if sess.attrs, err = s.cfg.Keyring.openAttrs(key, sess.attrs); err != nil { // sealed (seal.go)
+		return nil, fmt.Errorf("client: load: %w", err)
+	}
 	if !now.Before(sess.expiresAt()) {
 		s.sweepFile(hashed, now)
 		return nil, ErrNotFound

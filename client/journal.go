@@ -81,6 +81,9 @@ type journal struct {
 	// live returns what the journal must hold now: everything acknowledged and unsent.
 	// A rewrite calls it with wmu held; it must not append.
 	live func() []jrec
+	// seal seals a record's attribute values before it is written (sealstore.go); nil
+	// writes them as they are.
+	seal func(*events.SessionOp) (*events.SessionOp, error)
 
 	wmu    sync.Mutex // held while the file is written: appends and rewrites
 	f      *os.File
@@ -205,13 +208,18 @@ func (j *journal) commitLocked(rewrite bool) error {
 	return nil
 }
 
-// encodeRecords frames recs for the file.
-func encodeRecords(buf *bytes.Buffer, recs []jrec) error {
+// encodeRecords frames recs for the file, sealing their values with seal (if not nil).
+func encodeRecords(buf *bytes.Buffer, recs []jrec, seal func(*events.SessionOp) (*events.SessionOp, error)) error {
 	for _, r := range recs {
 		body := r.body
 		if body == nil {
-			var err error
-			if body, err = events.EncodeSessionOp(r.msg); err != nil {
+			msg, err := r.msg, error(nil)
+			if seal != nil {
+				if msg, err = seal(msg); err != nil {
+					return fmt.Errorf("journal: cannot seal a session: %v", err)
+				}
+			}
+			if body, err = events.EncodeSessionOp(msg); err != nil {
 				return fmt.Errorf("journal: cannot encode a session: %v", err)
 			}
 		}
@@ -231,7 +239,7 @@ func encodeRecords(buf *bytes.Buffer, recs []jrec) error {
 // writeLocked appends recs and fsyncs the file.
 func (j *journal) writeLocked(recs []jrec) error {
 	var buf bytes.Buffer
-	if err := encodeRecords(&buf, recs); err != nil {
+	if err := encodeRecords(&buf, recs, j.seal); err != nil {
 		return err
 	}
 	n, err := j.f.Write(buf.Bytes())
@@ -253,7 +261,7 @@ func (j *journal) writeLocked(recs []jrec) error {
 func (j *journal) rewriteLocked() error {
 	var buf bytes.Buffer
 	buf.WriteString(journalMagic)
-	if err := encodeRecords(&buf, j.live()); err != nil {
+	if err := encodeRecords(&buf, j.live(), j.seal); err != nil {
 		return err
 	}
 	tmp, err := os.CreateTemp(j.dir, tmpPrefix+"*") // mode 0600

@@ -94,7 +94,7 @@ func TestJournalTornTailIsSkippedAndTheRestKept(t *testing.T) {
 	}
 	// A fourth append cut short by a crash: its header and half its payload.
 	var torn bytes.Buffer
-	if err := encodeRecords(&torn, []jrec{saveRec(3, "torn")}); err != nil {
+	if err := encodeRecords(&torn, []jrec{saveRec(3, "torn")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.OpenFile(j.path(), os.O_WRONLY|os.O_APPEND, 0)

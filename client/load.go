@@ -143,7 +143,10 @@ func (s *Store) resolve(id, key string, it *record.Item, mine *Session, ver stri
 		s.mu.Unlock()
 		return nil, ErrNotFound
 	}
-	sess := fromItem(it)
+	sess, err := s.sessionOf(it) // sealstore.go: its values opened
+	if err != nil {
+		return nil, err
+	}
 	s.clock.observe(it.Version)
 	s.mu.Lock()
 	e := s.cache.get(key)

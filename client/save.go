@@ -61,7 +61,7 @@ func newSession(id, cluster string, n NewSession, maxLife time.Duration, princip
 		principal: n.Principal, group: n.Group, created: now, lastAccess: now,
 		maxIdle: seconds(n.MaxIdle), maxLife: seconds(n.MaxLife), attrs: cloneAttrs(n.Attrs),
 	}
-	if err := checkSession(sess.principal, sess.group, sess.attrs); err != nil {
+	if err := checkSession(sess.principal, sess.group, sess.attrs, 0); err != nil {
 		return nil, err
 	}
 	return sess, nil
@@ -78,7 +78,7 @@ func (s *Store) publish(ctx context.Context, sess *Session, kind events.OpKind) 
 	s.stats.requests.Add(1)
 	s.stats.writes.Add(1)
 	sess.maxIdle, sess.maxLife = seconds(sess.maxIdle), seconds(sess.maxLife)
-	if err := checkSession(sess.principal, sess.group, sess.attrs); err != nil {
+	if err := checkSession(sess.principal, sess.group, sess.attrs, 0); err != nil { // storeWhole checks the sealed size
 		return err
 	}
 	return s.storeWhole(ctx, sess, kind)
@@ -86,6 +86,11 @@ func (s *Store) publish(ctx context.Context, sess *Session, kind events.OpKind) 
 
 // storeWhole makes sess (a copy is kept) this instance's session and persists it whole.
 func (s *Store) storeWhole(ctx context.Context, sess *Session, kind events.OpKind) error {
+	if n := s.sealOverhead(); n > 0 {
+		if err := checkSession(sess.principal, sess.group, sess.attrs, n); err != nil { // sealed values are larger
+			return err
+		}
+	}
 	own := sess.clone()
 	own.id, own.changed = "", nil // the cache never holds the id in clear
 	s.mu.Lock()
@@ -253,7 +258,7 @@ func (s *Store) save(ctx context.Context, sess *Session, wait bool) error {
 		return nil
 	}
 	if attrs != nil {
-		if err := checkSession(e.sess.principal, e.sess.group, attrs); err != nil {
+		if err := checkSession(e.sess.principal, e.sess.group, attrs, s.sealOverhead()); err != nil {
 			s.mu.Unlock()
 			return err
 		}
@@ -312,8 +317,9 @@ func (s *Store) save(ctx context.Context, sess *Session, wait bool) error {
 }
 
 // checkSession checks what the wire would refuse, so that a change is refused when it is
-// made, not when a later flush cannot send it.
-func checkSession(principal, group string, attrs map[string][]byte) error {
+// made, not when a later flush cannot send it. overhead is what sealing adds to each
+// value (seal.go; 0 without a keyring).
+func checkSession(principal, group string, attrs map[string][]byte, overhead int) error {
 	if len(attrs) > events.MaxAttributes {
 		return fmt.Errorf("%w: %d attributes, at most %d allowed", ErrInvalid, len(attrs), events.MaxAttributes)
 	}
@@ -325,11 +331,17 @@ func checkSession(principal, group string, attrs map[string][]byte) error {
 		if name == "" || len(name) > events.MaxAttributeNameBytes || !utf8.ValidString(name) {
 			return fmt.Errorf("%w: attribute name %.40q: want 1-%d bytes of UTF-8", ErrInvalid, name, events.MaxAttributeNameBytes)
 		}
-		bound += 6*len(name) + 4*(len(v)+2)/3 + 8
+		bound += 6*len(name) + 4*(len(v)+overhead+2)/3 + 8
 	}
 	var measured map[string][]byte
 	if bound > events.MaxMessageBytes {
 		measured = attrs
+		if overhead > 0 { // as large as sealed: base64 makes as many bytes of any bytes
+			measured = make(map[string][]byte, len(attrs))
+			for name, v := range attrs {
+				measured[name] = make([]byte, len(v)+overhead)
+			}
+		}
 	}
 	_, err := events.EncodeSessionOp(&events.SessionOp{
 		V: events.SchemaVersion, Op: events.OpSave, Cluster: "c", ID: events.HashID(""), Version: "0000000000000001",

@@ -194,7 +194,12 @@ func (s *Store) deliver(ctx context.Context, ops []*outOp) []error {
 	at := make([]int, 0, len(ops))
 	for i, op := range ops {
 		if op.body == nil {
-			b, err := events.EncodeSessionOp(op.msg)
+			msg, err := s.sealOp(op.msg) // sealstore.go
+			if err != nil {
+				errs[i] = &refusedError{fmt.Errorf("cannot seal: %w", err)}
+				continue
+			}
+			b, err := events.EncodeSessionOp(msg)
 			if err != nil {
 				// checkSession admitted every change, so this is a bug; sending the op
 				// again would fail the same way forever.

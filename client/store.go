@@ -93,6 +93,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.validateOpen(); err != nil {
 		return nil, err
 	}
+	if err := cfg.resolveKeyring(ctx); err != nil { // sealconfig.go
+		return nil, err
+	}
 	s := &Store{
 		cfg: cfg, log: cfg.Logger.With("instance", cfg.InstanceID),
 		clock: clock{now: time.Now}, cache: newCache(cfg.MaxSessions),
