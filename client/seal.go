@@ -243,5 +243,18 @@ func (k *Keyring) Open(cluster, id, name string, stored []byte) (value []byte, k
 	return o.open(name, stored)
 }
 
+// Seal seals value as attribute name of the session with id in cluster, with the
+// keyring's sealing key, as a store with this keyring stores it.
+func (k *Keyring) Seal(cluster, id, name string, value []byte) ([]byte, error) {
+	if k == nil {
+		return nil, fmt.Errorf("%w: no keyring to seal with", ErrSealed)
+	}
+	out, err := k.sealAttrs(record.Key(cluster, events.HashID(id)), map[string][]byte{name: value})
+	if err != nil {
+		return nil, err
+	}
+	return out[name], nil
+}
+
 // LogValue names the keys, never their bytes.
 func (k *Keyring) LogValue() slog.Value { return slog.StringValue(k.String()) }

@@ -193,7 +193,24 @@ type Topology struct {
 	Queues        []Queue
 	Subscriptions []Subscription
 	Functions     []Function
+	SealKey       SealKey
 }
+
+// SealKey is the site's KMS key that wraps the data keys sealing attribute values
+// (client/kmskeys): the auth servers may decrypt with it, the functions may not.
+type SealKey struct {
+	Alias  string // alias/sessionha-<site>-seal
+	EnvVar string // the variable (and stack output) holding its ARN
+}
+
+// The encryption context of every data key the seal key wraps: the auth servers'
+// policies allow kms:Decrypt only with it, so that the key unwraps seal keys and nothing
+// else, and each wrapped key opens only under the id it was made for.
+const (
+	SealContextPurposeKey = "sessionha-purpose"
+	SealContextPurpose    = "seal"
+	SealContextKeyID      = "sessionha-key-id"
+)
 
 // Names of things, shared by the renderers and the client's environment.
 const (
@@ -301,6 +318,7 @@ func For(site Site, table string) (Topology, error) {
 				"SESSIONHA_QUERY_MAX_AGE": s.QueryMaxAge.String(),
 			},
 		}},
+		SealKey: SealKey{Alias: "alias/" + name("seal"), EnvVar: "SESSIONHA_SEAL_KMS_KEY_ARN"},
 	}
 	return t, nil
 }
