@@ -23,6 +23,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	kmssdk "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -70,6 +71,8 @@ type Options struct {
 	// WithoutAWSRules: see StackOptions. Default false: the edge holds SQS's and SNS's
 	// rules, as AWS does.
 	WithoutAWSRules bool
+	// SealValues: see StackOptions. Default false.
+	SealValues bool
 }
 
 // Site is one running site of a stack: its provisioned topology and its functions.
@@ -94,6 +97,8 @@ type Site struct {
 	// MetricsPath is where the edge serves Metrics: metrics.Path for the primary site
 	// (and for a lone site), metrics.Path/<site> for every site.
 	MetricsPath string
+	// SealKeyARN is the site's seal key in its region's KMS stand-in (topology SealKey).
+	SealKeyARN string
 
 	fnEnv map[string]string
 	owner bool // Stop stops the whole stack: Start made it for this site alone
@@ -111,7 +116,7 @@ func Start(ctx context.Context, o Options) (*Site, error) {
 		Sites: []topology.Site{{Name: o.Name, Region: o.Region, Primary: true, Settings: o.Settings}},
 		Table: o.Table, EdgePort: o.EdgePort, Dir: o.Dir, RunDir: o.RunDir, FunctionOutput: o.FunctionOutput,
 		FunctionEnv: o.FunctionEnv, Logger: o.Logger, StartTimeout: o.StartTimeout, TTLDelay: o.TTLDelay,
-		WithoutAWSRules: o.WithoutAWSRules,
+		WithoutAWSRules: o.WithoutAWSRules, SealValues: o.SealValues,
 	})
 	if err != nil {
 		return nil, err
@@ -141,6 +146,9 @@ func (st *Stack) startSite(ctx context.Context, topo topology.Topology, bootstra
 	sq := sqs.NewFromConfig(s.AWS)
 	var err error
 	if s.Outputs, err = provision.Apply(ctx, topo, s.DynamoDBClient(), sns.NewFromConfig(s.AWS), sq); err != nil {
+		return nil, err
+	}
+	if s.SealKeyARN, err = provision.SealKey(ctx, topo, kmssdk.NewFromConfig(s.AWS)); err != nil {
 		return nil, err
 	}
 	o.Logger.Info("provisioned", "site", topo.Site.Name, "table", s.Outputs.Table, "topics", len(s.Outputs.TopicARNs), "queues", len(s.Outputs.QueueURLs))
@@ -225,6 +233,12 @@ func (s *Site) Env() []string {
 	}
 	for _, t := range s.Topology.Topics {
 		m[t.EnvVar] = s.Outputs.TopicARNs[t.ID]
+	}
+	if s.Stack.sealValues {
+		for _, l := range s.SealEnv() {
+			k, v, _ := strings.Cut(l, "=")
+			m[k] = v
+		}
 	}
 	lines := make([]string, 0, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {

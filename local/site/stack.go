@@ -19,6 +19,7 @@ import (
 	"github.com/sessionha/sessionha/local/dynamo"
 	"github.com/sessionha/sessionha/local/edge"
 	"github.com/sessionha/sessionha/local/emulator"
+	"github.com/sessionha/sessionha/local/kms"
 	"github.com/sessionha/sessionha/local/replication"
 )
 
@@ -63,6 +64,10 @@ type StackOptions struct {
 	// sizes). Default false: the rules hold, as on AWS, so that code which breaks them
 	// fails here first. A test may still switch them with Stack.Edge.EnforceAWSRules.
 	WithoutAWSRules bool
+	// SealValues puts the run's seal key in every site's Env (SealEnv), so that clients
+	// configured from it seal attribute values through the KMS stand-in, as on AWS. The
+	// key is made anyway; tests that want it add SealEnv. Default false.
+	SealValues bool
 }
 
 // Stack is a running local stack: fauxqs (SNS and SQS of every region), one DynamoDB
@@ -79,6 +84,14 @@ type Stack struct {
 	// Replicator makes the replicas one global table (multi-region eventual consistency,
 	// a local stand-in); nil with one region.
 	Replicator *replication.Replicator
+	// KMS is each region's KMS stand-in (local/kms), by region.
+	KMS map[string]*kms.Server
+	// SealKeys is SESSIONHA_SEAL_KMS_KEYS for every site: one data key made for this run
+	// (its id "local-" and random hex), wrapped by each site's seal key (sealkeys.go).
+	SealKeys string
+
+	kmsServers map[string]*kms.HTTPServer
+	sealValues bool
 
 	ddbMu      sync.Mutex // guards ddbServers, replaced by StartDynamoDB
 	ddbServers map[string]*dynamo.Server
@@ -137,7 +150,8 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 			regions = append(regions, s.Region)
 		}
 	}
-	st := &Stack{Replicas: map[string]*dynamo.Replica{}, ddbServers: map[string]*dynamo.Server{}}
+	st := &Stack{Replicas: map[string]*dynamo.Replica{}, ddbServers: map[string]*dynamo.Server{},
+		KMS: map[string]*kms.Server{}, kmsServers: map[string]*kms.HTTPServer{}, sealValues: o.SealValues}
 	defer func() {
 		if err != nil {
 			st.Stop()
@@ -187,6 +201,11 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	for _, region := range regions {
 		routes = append(routes, edge.Route{Service: "dynamodb", Region: region, URL: st.ddbServers[region].URL()})
 	}
+	kmsRoutes, err := st.startKMS(regions) // sealkeys.go
+	if err != nil {
+		return nil, err
+	}
+	routes = append(routes, kmsRoutes...)
 	if st.Edge, err = edge.NewGateway(edge.Options{Routes: routes, EnforceAWSRules: !o.WithoutAWSRules}); err != nil {
 		return nil, err
 	}
@@ -212,6 +231,9 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 		}
 		st.Sites = append(st.Sites, s)
 		o.Logger.Info("site up", "site", topo.Site.Name, "region", topo.Site.Region)
+	}
+	if err := st.makeSealKeys(ctx); err != nil { // sealkeys.go
+		return nil, err
 	}
 	return st, nil
 }
@@ -301,6 +323,9 @@ func (st *Stack) Stop() {
 		}
 		if st.Fauxqs != nil {
 			st.Fauxqs.Stop()
+		}
+		for _, h := range st.kmsServers {
+			h.Close()
 		}
 		st.ddbMu.Lock()
 		for region, srv := range st.ddbServers {

@@ -75,7 +75,7 @@ type command struct {
 var commands []*command // filled by init functions of the command files
 
 // helpOrder is the order of the commands in the usage.
-var helpOrder = []string{"create-store", "clear-store", "stats", "get", "destroy", "list", "revoke", "dlq list", "dlq redrive", "sweep-queues", "version"}
+var helpOrder = []string{"create-store", "clear-store", "stats", "get", "destroy", "list", "revoke", "dlq list", "dlq redrive", "sweep-queues", "seal-key new", "seal-key wrap", "seal-key usage", "version"}
 
 func findCommand(name string) *command {
 	for _, c := range commands {
@@ -147,6 +147,12 @@ func (a *app) dispatch(ctx context.Context, args []string) error {
 			return usagef("dlq: want a subcommand: dlq list or dlq redrive")
 		}
 		name, rest = "dlq "+rest[0], rest[1:]
+	}
+	if name == "seal-key" { // seal-key new, wrap, usage (seal.go)
+		if len(rest) == 0 {
+			return usagef("seal-key: want a subcommand: seal-key new, seal-key wrap or seal-key usage")
+		}
+		name, rest = "seal-key "+rest[0], rest[1:]
 	}
 	c := findCommand(name)
 	if c == nil {

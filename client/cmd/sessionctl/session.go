@@ -30,7 +30,10 @@ the table directly (a strongly consistent read), so it shows expired and destroy
 sessions too, which no client read returns.
 
 The id is never printed. Attribute values are printed only with --values (quoted as Go
-strings; they may be secrets). Pass - to read the id from stdin. Exit status 1 when the
+strings; they may be secrets). A sealed value shows the id of the key that sealed it;
+with --values it is opened with the keyring the environment configures (SESSIONHA_SEAL_*),
+or the line says why it cannot be: no keyring, a key the keyring lacks, or a value
+changed since it was sealed. Pass - to read the id from stdin. Exit status 1 when the
 table has no item for the id.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *app, []string) error {
 			values := fs.Bool("values", false, "print the attribute values too")
@@ -202,11 +205,22 @@ func (a *app) get(ctx context.Context, id, cluster string, values bool) error {
 		size += len(it.Attrs[n])
 	}
 	row("attributes", fmt.Sprintf("%d (%d bytes of values)", len(names), size))
+	var (
+		ring    *client.Keyring
+		ringErr error
+	)
+	if values {
+		ring, ringErr = keyring(ctx) // seal.go
+		if ringErr == nil && ring == nil {
+			ringErr = errors.New("set SESSIONHA_SEAL_KEYS, SESSIONHA_SEAL_KEY_FILE or SESSIONHA_SEAL_KMS_KEYS")
+		}
+	}
 	for _, n := range names {
 		v := it.Attrs[n]
-		line := fmt.Sprintf("%d bytes", len(v))
+		sealedBy, shown := showStored(ring, ringErr, cluster, id, n, v, values)
+		line := fmt.Sprintf("%d bytes%s", len(v), sealedBy)
 		if values {
-			line += "\t" + showValue(v)
+			line += "\t" + shown
 		}
 		row("  "+printable(n), line)
 	}

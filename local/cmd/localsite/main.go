@@ -109,6 +109,7 @@ func run() int {
 	began := time.Now()
 	st, err := site.StartStack(ctx, site.StackOptions{
 		Sites: sites, Table: dep.Table, EdgePort: *edgePort, Dir: dir, RunDir: *runDir, Logger: log,
+		SealValues: true, // the env files seal attribute values with the run's key, through the KMS stand-in
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -28,7 +28,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
 	"github.com/sessionha/sessionha/client"
+	_ "github.com/sessionha/sessionha/client/kmskeys" // site.env seals with KMS-wrapped keys
+	"github.com/sessionha/sessionha/events"
+	"github.com/sessionha/sessionha/internal/record"
 )
 
 // localsite is the command under test, built by TestMain.
@@ -157,6 +163,14 @@ func TestUpClientStop(t *testing.T) {
 		usEnv["SESSIONHA_OPS_TOPIC_ARN"] == env["SESSIONHA_OPS_TOPIC_ARN"] || !strings.Contains(usEnv["SESSIONHA_OPS_TOPIC_ARN"], ":us-east-1:") {
 		t.Errorf("us.env: want site us in us-east-1 with the same table and its own topics: %v", usEnv)
 	}
+	// Sealing is on: one run key for both sites, each site unwrapping it with its own
+	// region's seal key.
+	if env[client.EnvSealKMSKeys] == "" || usEnv[client.EnvSealKMSKeys] != env[client.EnvSealKMSKeys] ||
+		!strings.Contains(env[client.EnvSealKMSKeyARN], ":eu-west-1:") || !strings.Contains(usEnv[client.EnvSealKMSKeyARN], ":us-east-1:") {
+		t.Errorf("the env files do not turn sealing on with one key for both sites: eu %s=%q %s=%.40q…, us %s=%q",
+			client.EnvSealKMSKeyARN, env[client.EnvSealKMSKeyARN], client.EnvSealKMSKeys, env[client.EnvSealKMSKeys],
+			client.EnvSealKMSKeyARN, usEnv[client.EnvSealKMSKeyARN])
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -202,6 +216,18 @@ func TestUpClientStop(t *testing.T) {
 		return true, ""
 	})
 	t.Logf("save to load on another instance: %.2fs", time.Since(saved).Seconds())
+	// What the table holds is sealed, with the run's key.
+	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(env["AWS_REGION"])) // the environment is us.env's now
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := (&record.Table{DB: dynamodb.NewFromConfig(awsCfg), Name: env["SESSIONHA_TABLE"]}).Get(ctx, record.Key("default", events.HashID(sess.ID())))
+	if err != nil || it == nil {
+		t.Fatalf("read the item: %v %v", it, err)
+	}
+	if id, sealed := client.SealedBy(it.Attrs["cart"]); !sealed || !strings.HasPrefix(id, "local-") || bytes.Contains(it.Attrs["cart"], cart) {
+		t.Errorf("the table holds cart as %q (sealed %v by %q), want it sealed with the run's key", it.Attrs["cart"], sealed, id)
+	}
 	eventually(t, p, "an instance of the other region to load it (replicated)", func() (bool, string) {
 		got, err := us.Load(ctx, sess.ID())
 		if err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sessionha/sessionha/client"
 	"github.com/sessionha/sessionha/client/httpsession"
+	_ "github.com/sessionha/sessionha/client/kmskeys" // SESSIONHA_SEAL_KMS_KEYS: the local site's env seals values
 )
 
 //go:embed page.html

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sessionha/sessionha/client"
+	_ "github.com/sessionha/sessionha/client/kmskeys" // tests that seal give it SESSIONHA_SEAL_KMS_KEYS
 )
 
 // Command is one request from the test.
