@@ -84,6 +84,7 @@ type site struct {
 	topo     topology.Topology
 	stack    awscdk.Stack
 	key      awskms.Key
+	sealKey  awskms.Key // wraps the data keys that seal attribute values (sealingKey)
 	table    awsdynamodb.TableV2 // the primary site's only
 	tableARN *string             // the replica in this stack's region
 	topics   map[string]awssns.Topic
@@ -119,6 +120,7 @@ func newSiteStack(app awscdk.App, cfg Config, sc SiteConfig, topo topology.Topol
 		s.globalTable(replicas)
 	}
 	s.messaging()
+	s.sealingKey()
 	if err := s.subscriptions(); err != nil {
 		return nil, err
 	}
@@ -210,6 +212,20 @@ func (s *site) messaging() {
 			s.queues[q.ID] = awssqs.NewQueue(s.stack, jsii.String("Queue"+camel(q.ID)), props)
 		}
 	}
+}
+
+// sealingKey is the site's seal key: it wraps the data keys with which the auth servers
+// seal attribute values (client/kmskeys). The auth servers may decrypt with it, and only
+// data keys made for sealing (the encryption context's purpose); the functions get no
+// right on it: they never see a value in clear. The key is kept when the stack goes:
+// without it no sealed value opens.
+func (s *site) sealingKey() {
+	s.sealKey = awskms.NewKey(s.stack, jsii.String("SealKey"), &awskms.KeyProps{
+		Description:       jsii.String("sessionha " + s.sc.Name + ": wraps the data keys that seal session attribute values"),
+		Alias:             jsii.String(s.topo.SealKey.Alias),
+		EnableKeyRotation: jsii.Bool(true),
+		RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
+	})
 }
 
 // subscriptions feeds the queues from the topics. SqsSubscription also adds the queue
@@ -523,6 +539,16 @@ func (s *site) authServerStatements(instanceQueues *string, table bool) *[]awsia
 		stmt("ManageInstanceSubscriptions", []string{"sns:Unsubscribe", "sns:ListSubscriptionsByTopic"}, topicARNs(topology.TopicReply, topology.TopicNotice)...),
 		// Open's start-up checks: every topic exists and can be used.
 		stmt("CheckTopicsAtOpen", []string{"sns:GetTopicAttributes"}, topicARNs(topology.TopicOps, topology.TopicQuery, topology.TopicReply, topology.TopicNotice)...),
+		// Unwrap the sealing keys at Open (client/kmskeys): Decrypt only, and only of
+		// data keys made for sealing. Making keys (GenerateDataKey, Encrypt) is an
+		// administrator's step (sessionctl seal-key new), not the auth servers'.
+		awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid: jsii.String("UnwrapSealKeys"), Actions: jsii.Strings("kms:Decrypt"),
+			Resources: &[]*string{s.sealKey.KeyArn()},
+			Conditions: &map[string]any{
+				"StringEquals": map[string]any{"kms:EncryptionContext:" + topology.SealContextPurposeKey: topology.SealContextPurpose},
+			},
+		}),
 	}
 	if table {
 		var indexARNs []*string
@@ -567,6 +593,7 @@ func (s *site) outputs(policy, busPolicy awsiam.ManagedPolicy) {
 	}
 	out(outputs.AuthPolicyARN, policy.ManagedPolicyArn(), "attach to the auth servers' role")
 	out(outputs.AuthBusPolicyARN, busPolicy.ManagedPolicyArn(), "attach to the role of bus-only auth servers (ReadPath bus, no table access) instead")
+	out(s.topo.SealKey.EnvVar, s.sealKey.KeyArn(), "the site's seal key, which unwraps SESSIONHA_SEAL_KMS_KEYS (sessionctl seal-key new makes them)")
 	out(outputs.Region, s.stack.Region(), "the site's region")
 }
 

@@ -179,14 +179,14 @@ func TestTopicsEncryptedWithTLSOnly(t *testing.T) {
 	for name, tpl := range tpls {
 		topo := topoOf(t, siteNamed(name))
 		tm := templates[name]
-		keyID := resources(tpl, "AWS::KMS::Key")[0].ID
+		keyID := keyIDOf(t, tpl, "TopicKey")
 		check(t, name+": topics", func() {
 			tm.ResourceCountIs(jsii.String("AWS::SNS::Topic"), jsii.Number(len(topo.Topics)))
 			tm.AllResourcesProperties(jsii.String("AWS::SNS::Topic"), &map[string]any{
 				"KmsMasterKeyId": map[string]any{"Fn::GetAtt": []any{keyID, "Arn"}},
 			})
-			tm.ResourceCountIs(jsii.String("AWS::KMS::Key"), jsii.Number(1))
-			tm.HasResourceProperties(jsii.String("AWS::KMS::Key"), &map[string]any{"EnableKeyRotation": true})
+			tm.ResourceCountIs(jsii.String("AWS::KMS::Key"), jsii.Number(2)) // the topics' and the seal key (seal_test.go)
+			tm.AllResourcesProperties(jsii.String("AWS::KMS::Key"), &map[string]any{"EnableKeyRotation": true})
 		})
 		for _, tp := range resources(tpl, "AWS::SNS::Topic") {
 			if !denied(tpl, "AWS::SNS::TopicPolicy", "Topics", tp.ID, "sns:Publish") {
@@ -356,7 +356,7 @@ func TestFunctionLeastPrivilege(t *testing.T) {
 				want = append(want, on("<"+idOf(t, tpl, "AWS::SNS::Topic", "TopicName", topic.Name)+">", "sns:Publish")...)
 			}
 			if len(acc.Publish) > 0 {
-				want = append(want, on("<"+resources(tpl, "AWS::KMS::Key")[0].ID+".Arn>", "kms:GenerateDataKey", "kms:Decrypt")...)
+				want = append(want, on("<"+keyIDOf(t, tpl, "TopicKey")+".Arn>", "kms:GenerateDataKey", "kms:Decrypt")...)
 			}
 			// Each function sends what can never apply to its own queue's DLQ, and no other.
 			dlq, _ := topo.Queue(q.DLQ)
@@ -399,7 +399,8 @@ func TestAuthServerPolicies(t *testing.T) {
 		for _, id := range []string{topology.TopicOps, topology.TopicQuery, topology.TopicNotice} {
 			common = append(common, on(topic(id), "sns:Publish")...)
 		}
-		common = append(common, on("<"+resources(tpl, "AWS::KMS::Key")[0].ID+".Arn>", "kms:GenerateDataKey", "kms:Decrypt")...)
+		common = append(common, on("<"+keyIDOf(t, tpl, "TopicKey")+".Arn>", "kms:GenerateDataKey", "kms:Decrypt")...)
+		common = append(common, on("<"+keyIDOf(t, tpl, "SealKey")+".Arn>", "kms:Decrypt")...) // seal_test.go checks its condition
 		common = append(common, on(queues, "sqs:GetQueueUrl", "sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes",
 			"sqs:TagQueue", "sqs:ListQueueTags", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:DeleteQueue")...)
 		common = append(common, on("*", "sqs:ListQueues")...)
@@ -474,6 +475,7 @@ func TestOutputs(t *testing.T) {
 			outputs.Site: sc.Name, outputs.Table: topo.Table.Name, outputs.Region: sc.Region,
 			outputs.AuthPolicyARN:    "<" + idOf(t, tpl, "AWS::IAM::ManagedPolicy", "ManagedPolicyName", "sessionha-"+sc.Name+"-auth-server") + ">",
 			outputs.AuthBusPolicyARN: "<" + idOf(t, tpl, "AWS::IAM::ManagedPolicy", "ManagedPolicyName", "sessionha-"+sc.Name+"-auth-server-bus") + ">",
+			outputs.SealKMSKeyARN:    "<" + keyIDOf(t, tpl, "SealKey") + ".Arn>",
 		}
 		for _, tp := range topo.Topics {
 			want[tp.EnvVar] = "<" + idOf(t, tpl, "AWS::SNS::Topic", "TopicName", tp.Name) + ">"

@@ -35,6 +35,11 @@ const (
 	AuthBusPolicyARN = "SESSIONHA_AUTH_BUS_POLICY_ARN"
 	// Region is the site's region: the SDK's own variable, as in the local site.env.
 	Region = "AWS_REGION"
+	// SealKMSKeyARN is the site's seal key (topology.SealKey.EnvVar), which unwraps the
+	// data keys of SESSIONHA_SEAL_KMS_KEYS. Not in Required: stacks deployed before it was
+	// added still give a whole env file. Alone it turns nothing on: the env file gets
+	// SESSIONHA_SEAL_KMS_KEYS from sessionctl seal-key new (see the README).
+	SealKMSKeyARN = "SESSIONHA_SEAL_KMS_KEY_ARN"
 )
 
 // Required lists the variables every site stack outputs.
