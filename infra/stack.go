@@ -84,7 +84,7 @@ type site struct {
 	topo     topology.Topology
 	stack    awscdk.Stack
 	key      awskms.Key
-	sealKey  awskms.Key // wraps the data keys that seal attribute values (sealingKey)
+	sealKey  awskms.Key          // wraps the data keys that seal attribute values (sealingKey)
 	table    awsdynamodb.TableV2 // the primary site's only
 	tableARN *string             // the replica in this stack's region
 	topics   map[string]awssns.Topic
