@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -24,6 +25,8 @@ import (
 
 	"github.com/sessionha/sessionha/client"
 	"github.com/sessionha/sessionha/client/kmskeys"
+	"github.com/sessionha/sessionha/client/scsstore"
+	"github.com/sessionha/sessionha/client/storetest"
 	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/infra/topology"
 	"github.com/sessionha/sessionha/internal/record"
@@ -572,4 +575,50 @@ func TestSealKeyRotationMidTraffic(t *testing.T) {
 		}
 	}
 	t.Logf("%d load-and-save steps across 3 instances during the rotation", steps.Load())
+}
+
+// TestConformanceHASealed runs the Store conformance suite with persistence ha and
+// sealing on, whole sessions and deltas: sealing changes nothing a caller sees.
+func TestConformanceHASealed(t *testing.T) {
+	key := kmsKey(t, "conf-"+randomSuffix())
+	for _, c := range []struct {
+		name string
+		edit func(*client.Config)
+	}{
+		{"web-method/session", nil},
+		{"web-method/modified-attribute", func(c *client.Config) { c.Scope = client.ScopeModifiedAttribute }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) *client.Store {
+				edits := []func(*client.Config){sealWith(t, key)}
+				if c.edit != nil {
+					edits = append(edits, c.edit)
+				}
+				return openHA(t, "conformance-sealed-"+randomSuffix(), both(edits...))
+			}, storetest.Options{Shared: true, Eventually: 10 * time.Second})
+		})
+	}
+}
+
+// TestScsAdapterSealed: an adapter stores through the client, so sealing reaches it
+// with no change: what scs commits on one instance is sealed in the table and found on
+// another.
+func TestScsAdapterSealed(t *testing.T) {
+	ctx := context.Background()
+	key := kmsKey(t, "scs-"+randomSuffix())
+	a := scsstore.New(openHA(t, "seal-scs-a-"+randomSuffix(), sealWith(t, key)))
+	b := scsstore.New(openHA(t, "seal-scs-b-"+randomSuffix(), sealWith(t, key)))
+	var tb [32]byte
+	_, _ = crand.Read(tb[:])
+	token := base64.RawURLEncoding.EncodeToString(tb[:]) // as scs makes them
+	marker := "MARKER-scs-" + randomSuffix()
+	if err := a.CommitCtx(ctx, token, []byte(marker), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the other instance finds what scs committed", func() (bool, string) {
+		got, found, err := b.FindCtx(ctx, token)
+		return err == nil && found && string(got) == marker, fmt.Sprintf("%q %v %v", got, found, err)
+	})
+	it := tableItem(t, token)
+	checkSealed(t, "the scs session", it.Attrs, key.ID, marker)
 }
