@@ -273,7 +273,9 @@ func TestSealedValueThatDoesNotOpen(t *testing.T) {
 	always := func(c *client.Config) { c.Reads = client.ReadsAlways }
 	w := openHA(t, "seal-w-"+randomSuffix(), sealWith(t, key))
 	var logs syncLines
-	logged := func(c *client.Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})) }
+	logged := func(c *client.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	r := openHA(t, "seal-r-"+randomSuffix(), both(sealWith(t, key), always, logged))
 
 	value := "admin-" + randomSuffix()
@@ -354,8 +356,12 @@ type syncLines struct {
 	b  bytes.Buffer
 }
 
-func (s *syncLines) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncLines) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncLines) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncLines) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestSealKeyRotationMidTraffic rotates the sealing key of three instances while they
 // keep loading and saving sessions across each other, as the README's steps say: every
