@@ -91,7 +91,7 @@ type sessionCipher struct {
 
 // cipherFor derives the cipher of session sessionKey (cluster#hash) under key id.
 func (k *Keyring) cipherFor(id, sessionKey string) (*sessionCipher, error) {
-	key, ok := k.keys[id]
+	key, ok := k.keyOf(id)
 	if !ok {
 		return nil, fmt.Errorf("no key %s", id)
 	}
@@ -121,12 +121,11 @@ func (c *sessionCipher) adFor(name string) []byte {
 	return c.ad
 }
 
-// seal seals v as attribute name with nonce (sealNonce bytes).
-func (c *sessionCipher) seal(name string, v, nonce []byte) []byte {
-	out := make([]byte, 0, len(c.header)+sealNonce+len(v)+sealTag)
-	out = append(out, c.header...)
-	out = append(out, nonce...)
-	return c.aead.Seal(out, nonce, v, c.adFor(name))
+// seal appends v sealed as attribute name with nonce (sealNonce bytes) to dst.
+func (c *sessionCipher) seal(dst []byte, name string, v, nonce []byte) []byte {
+	dst = append(dst, c.header...)
+	dst = append(dst, nonce...)
+	return c.aead.Seal(dst, nonce, v, c.adFor(name))
 }
 
 // sealAttrs returns attrs with every value sealed for the session with the sealing key:
@@ -141,9 +140,18 @@ func (k *Keyring) sealAttrs(sessionKey string, attrs map[string][]byte) (map[str
 	}
 	nonces := make([]byte, sealNonce*len(attrs))
 	_, _ = rand.Read(nonces) // never fails (crypto/rand panics instead)
+	// One buffer for every sealed value (each a slice of it whose capacity ends where it
+	// does): two allocations instead of one per value.
+	size := 0
+	for _, v := range attrs {
+		size += len(c.header) + sealNonce + len(v) + sealTag
+	}
+	buf := make([]byte, 0, size)
 	out := make(map[string][]byte, len(attrs))
 	for name, v := range attrs {
-		out[name] = c.seal(name, v, nonces[:sealNonce:sealNonce])
+		start := len(buf)
+		buf = c.seal(buf, name, v, nonces[:sealNonce:sealNonce])
+		out[name] = buf[start:len(buf):len(buf)]
 		nonces = nonces[sealNonce:]
 	}
 	return out, nil
@@ -157,54 +165,64 @@ type opener struct {
 }
 
 // open opens one stored value of attribute name: a clear value as it is (keyID ""), a
-// sealed one with its key; any failure wraps ErrSealed and names the attribute, never
-// the value.
-func (o *opener) open(name string, stored []byte) (v []byte, keyID string, err error) {
+// sealed one with its key, appended to dst (which may be nil); any failure wraps
+// ErrSealed and names the attribute, never the value.
+func (o *opener) open(name string, stored, dst []byte) ([]byte, string, error) {
 	if !looksSealed(stored) {
 		return stored, "", nil
 	}
-	fail := func(format string, args ...any) ([]byte, string, error) {
-		return nil, keyID, fmt.Errorf("%w: attribute %.40q: %s", ErrSealed, name, fmt.Sprintf(format, args...))
-	}
 	if len(stored) < 5 {
-		return fail("a damaged sealed value (%d bytes)", len(stored))
+		return o.fail(name, "", "a damaged sealed value (%d bytes)", len(stored))
 	}
 	if stored[3] != sealVersion {
-		return fail("sealed in envelope version %d, which this client does not know (a newer client's?)", stored[3])
+		return o.fail(name, "", "sealed in envelope version %d, which this client does not know (a newer client's?)", stored[3])
 	}
 	n := int(stored[4])
 	if n < 1 || n > maxKeyIDBytes || len(stored) < 5+n+sealNonce+sealTag {
-		return fail("a damaged sealed value (%d bytes)", len(stored))
+		return o.fail(name, "", "a damaged sealed value (%d bytes)", len(stored))
 	}
-	keyID = string(stored[5 : 5+n])
-	if !keyIDPattern.MatchString(keyID) {
-		return fail("a damaged sealed value (its key id is not one)")
-	}
-	if o.k == nil {
-		return fail("sealed with key %s, and this store has no keyring (SESSIONHA_SEAL_KEYS, SESSIONHA_SEAL_KEY_FILE or SESSIONHA_SEAL_KMS_KEYS)", keyID)
-	}
-	c := o.ciphers[keyID]
+	c := o.ciphers[string(stored[5:5+n])] // no allocation for the lookup
 	if c == nil {
-		if _, ok := o.k.keys[keyID]; !ok {
-			return fail("sealed with key %s, which this store's keyring lacks (it opens %s)", keyID, strings.Join(o.k.KeyIDs(), ", "))
+		keyID := string(stored[5 : 5+n])
+		switch _, have := o.k.keyOf(keyID); {
+		case !keyIDPattern.MatchString(keyID):
+			return o.fail(name, "", "a damaged sealed value (its key id is not one)")
+		case o.k == nil:
+			return o.fail(name, keyID, "sealed with key %s, and this store has no keyring (SESSIONHA_SEAL_KEYS, SESSIONHA_SEAL_KEY_FILE or SESSIONHA_SEAL_KMS_KEYS)", keyID)
+		case !have:
+			return o.fail(name, keyID, "sealed with key %s, which this store's keyring lacks (it opens %s)", keyID, strings.Join(o.k.KeyIDs(), ", "))
 		}
+		var err error
 		if c, err = o.k.cipherFor(keyID, o.sessionKey); err != nil {
-			return fail("key %s: %v", keyID, err)
+			return o.fail(name, keyID, "key %s: %v", keyID, err)
 		}
 		if o.ciphers == nil {
 			o.ciphers = map[string]*sessionCipher{}
 		}
 		o.ciphers[keyID] = c
 	}
-	nonce := stored[5+n : 5+n+sealNonce]
-	v, err = c.aead.Open(nil, nonce, stored[5+n+sealNonce:], c.adFor(name))
+	v, err := c.aead.Open(dst, stored[5+n:5+n+sealNonce], stored[5+n+sealNonce:], c.adFor(name))
 	if err != nil {
-		return fail("does not open with key %s: changed since it was sealed, or sealed for another session or attribute", keyID)
+		return o.fail(name, c.keyID, "does not open with key %s: changed since it was sealed, or sealed for another session or attribute", c.keyID)
 	}
 	if v == nil {
 		v = []byte{}
 	}
-	return v, keyID, nil
+	return v, c.keyID, nil
+}
+
+// fail is open's error: ErrSealed, the attribute, what went wrong; never the value.
+func (o *opener) fail(name, keyID, format string, args ...any) ([]byte, string, error) {
+	return nil, keyID, fmt.Errorf("%w: attribute %.40q: %s", ErrSealed, name, fmt.Sprintf(format, args...))
+}
+
+// keyOf is the key of an id (a nil keyring has none).
+func (k *Keyring) keyOf(id string) ([]byte, bool) {
+	if k == nil {
+		return nil, false
+	}
+	key, ok := k.keys[id]
+	return key, ok
 }
 
 // openAttrs returns attrs with every sealed value opened: a new map, unless nothing in
@@ -221,13 +239,31 @@ func (k *Keyring) openAttrs(sessionKey string, attrs map[string][]byte) (map[str
 		return attrs, nil
 	}
 	o := &opener{k: k, sessionKey: sessionKey}
+	// One buffer for every value (sealed ones opened, clear ones copied), each a slice of
+	// it whose capacity ends where it does.
+	size := 0
+	for _, v := range attrs {
+		if looksSealed(v) {
+			size += max(0, len(v)-SealOverhead("")-int(v[min(4, len(v)-1)]))
+		} else {
+			size += len(v)
+		}
+	}
+	buf := make([]byte, 0, size)
 	out := make(map[string][]byte, len(attrs))
 	for _, name := range slices.Sorted(maps.Keys(attrs)) { // sorted: the same attribute fails first every time
-		v, _, err := o.open(name, attrs[name])
-		if err != nil {
-			return nil, err
+		stored := attrs[name]
+		start := len(buf)
+		if looksSealed(stored) {
+			v, _, err := o.open(name, stored, buf)
+			if err != nil {
+				return nil, err
+			}
+			buf = v
+		} else {
+			buf = append(buf, stored...)
 		}
-		out[name] = v
+		out[name] = buf[start:len(buf):len(buf)]
 	}
 	return out, nil
 }
@@ -240,7 +276,7 @@ func (k *Keyring) openAttrs(sessionKey string, attrs map[string][]byte) (map[str
 // get --values uses it.
 func (k *Keyring) Open(cluster, id, name string, stored []byte) (value []byte, keyID string, err error) {
 	o := &opener{k: k, sessionKey: record.Key(cluster, events.HashID(id))}
-	return o.open(name, stored)
+	return o.open(name, stored, nil)
 }
 
 // Seal seals value as attribute name of the session with id in cluster, with the
@@ -254,6 +290,22 @@ func (k *Keyring) Seal(cluster, id, name string, value []byte) ([]byte, error) {
 		return nil, err
 	}
 	return out[name], nil
+}
+
+// SealAll seals every value of attrs for the session with id in cluster, as a store
+// with this keyring seals a whole session before sending it; attrs is not changed.
+func (k *Keyring) SealAll(cluster, id string, attrs map[string][]byte) (map[string][]byte, error) {
+	if k == nil {
+		return nil, fmt.Errorf("%w: no keyring to seal with", ErrSealed)
+	}
+	return k.sealAttrs(record.Key(cluster, events.HashID(id)), attrs)
+}
+
+// OpenAll opens every sealed value of attrs, as stored for the session with id in
+// cluster, as a store with this keyring opens a session it reads; clear values are kept
+// as they are. The first value that does not open fails it all (ErrSealed).
+func (k *Keyring) OpenAll(cluster, id string, attrs map[string][]byte) (map[string][]byte, error) {
+	return k.openAttrs(record.Key(cluster, events.HashID(id)), attrs)
 }
 
 // LogValue names the keys, never their bytes.

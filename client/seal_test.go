@@ -51,7 +51,7 @@ func TestSealEnvelopeLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := c.seal("roles", []byte("admin"), nonce)
+	got := c.seal(nil, "roles", []byte("admin"), nonce)
 
 	sub, err := hkdf.Key(sha256.New, testKey(1), nil, "sessionha seal v1\x00"+sessionKey, 32)
 	if err != nil {
@@ -73,7 +73,7 @@ func TestSealEnvelopeLayout(t *testing.T) {
 		t.Errorf("SealedBy = %q, %v", id, ok)
 	}
 	o := &opener{k: k, sessionKey: sessionKey}
-	v, id, err := o.open("roles", got)
+	v, id, err := o.open("roles", got, nil)
 	if err != nil || string(v) != "admin" || id != "k-1" {
 		t.Errorf("open = %q, %q, %v", v, id, err)
 	}
@@ -425,5 +425,36 @@ func TestSealedSizeIsChecked(t *testing.T) {
 		Writer: "w", Site: "s", At: 1, Session: &events.Session{Principal: "alice", Created: 1, LastAccess: 1, MaxIdle: 1, MaxLife: 1, Attrs: sealed},
 	}); err != nil {
 		t.Errorf("a sealed session checkSession admitted does not encode: %v", err)
+	}
+}
+
+// refAttrs is the reference session's values: 20 attributes, 2 KB.
+func refAttrs() map[string][]byte {
+	m := map[string][]byte{}
+	for i := range 20 {
+		m[fmt.Sprintf("attr%02d", i+1)] = bytes.Repeat([]byte{byte(i)}, 2048/20)
+	}
+	return m
+}
+
+func BenchmarkSealAll(b *testing.B) {
+	k := testRing(b, "k1", "k1")
+	attrs := refAttrs()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.SealAll("default", "id", attrs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpenAll(b *testing.B) {
+	k := testRing(b, "k1", "k1")
+	sealed, _ := k.SealAll("default", "id", refAttrs())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.OpenAll("default", "id", sealed); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -129,6 +129,7 @@ func TestBench(t *testing.T) {
 	r.Owner = b.ownership(*latConc, *ownN)
 	r.SavePub, r.SaveApplied = b.appliedSaves(*latConc, *ownN)
 	r.Peer = b.peer(*conc, *samples)
+	r.Seal = b.sealing(*latConc, *ownN)
 	r.Costs, r.Prices = b.costs(*costN), prices
 	r.Cold = b.coldStarts(*colds)
 	r.Sizes = b.bootstrapSizes()
