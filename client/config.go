@@ -200,6 +200,11 @@ type Config struct {
 	// holds (client/kmskeys: ConfigFromEnv sets it from SESSIONHA_SEAL_KMS_KEYS and
 	// SESSIONHA_SEAL_KMS_KEY_ARN once that package is imported). Default nil.
 	KeyringSource KeyringSource
+	// SealWith is the id of the Keyring's key that seals, or "none": none seals, values
+	// go in clear, and every key still opens (SESSIONHA_SEAL_WITH). "none" is the first
+	// step of turning sealing on across running instances, and the way to turn it off.
+	// Default "": the keyring's own (the first of SESSIONHA_SEAL_KEYS).
+	SealWith string
 	// AWS is the SDK configuration (no variable). Default: the SDK's default chain
 	// (environment, shared files, instance role), endpoints from AWS_ENDPOINT_URL[_<SERVICE>].
 	AWS *aws.Config
@@ -432,6 +437,9 @@ func (c Config) validate() error {
 	}
 	if c.OrphanQueueAge != 0 && c.OrphanQueueAge < MinOrphanQueueAge {
 		return fmt.Errorf("client: OrphanQueueAge (SESSIONHA_ORPHAN_QUEUE_AGE) %s: want at least %s, so that no live instance is taken for dead, or 0 for the default", c.OrphanQueueAge, MinOrphanQueueAge)
+	}
+	if c.SealWith != "" && c.SealWith != "none" && !keyIDPattern.MatchString(c.SealWith) {
+		return fmt.Errorf("client: SealWith (SESSIONHA_SEAL_WITH) %.40q: want a key id of the keyring, or none", c.SealWith)
 	}
 	if c.MaxSessionsPerPrincipal < 0 {
 		return fmt.Errorf("client: MaxSessionsPerPrincipal (SESSIONHA_MAX_SESSIONS_PER_PRINCIPAL) %d: want 0 (no cap) or more", c.MaxSessionsPerPrincipal)

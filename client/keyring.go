@@ -27,14 +27,15 @@ var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,32}$`)
 // uses it (see the README's "Sealed attributes"). A Keyring is immutable and safe for
 // concurrent use. It never prints its keys: String and GoString name the ids only.
 type Keyring struct {
-	sealWith string
+	sealWith string            // "": seals nothing (values go in clear); every key still opens
 	keys     map[string][]byte // id -> KeySize bytes
 }
 
 // NewKeyring returns a keyring that seals with the key named sealWith and opens with
-// every key of keys (id -> KeySize bytes). Ids are 1-32 characters of A-Z, a-z, 0-9,
-// '.', '_' and '-'; they are stored, in clear, with every value they seal. The keys are
-// copied.
+// every key of keys (id -> KeySize bytes); with sealWith "" it seals nothing, for turning
+// sealing on or off across a fleet (see SealingWith). Ids are 1-32 characters of A-Z,
+// a-z, 0-9, '.', '_' and '-'; they are stored, in clear, with every value they seal. The
+// keys are copied.
 func NewKeyring(sealWith string, keys map[string][]byte) (*Keyring, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("no keys")
@@ -49,10 +50,25 @@ func NewKeyring(sealWith string, keys map[string][]byte) (*Keyring, error) {
 		}
 		k.keys[id] = bytes.Clone(keys[id])
 	}
-	if _, ok := k.keys[sealWith]; !ok {
+	if _, ok := k.keys[sealWith]; !ok && sealWith != "" {
 		return nil, fmt.Errorf("the sealing key %.40q is not among the keys (%s)", sealWith, strings.Join(k.KeyIDs(), ", "))
 	}
 	return k, nil
+}
+
+// SealingWith returns the keyring with the key id sealing instead (its keys shared), or
+// with "" sealing nothing: every key still opens, values go in clear. That is the first
+// step of turning sealing on across running instances (every instance must open sealed
+// values before any seals) and the way to turn it off (sealed values keep opening).
+// SESSIONHA_SEAL_WITH sets it: an id, or "none".
+func (k *Keyring) SealingWith(id string) (*Keyring, error) {
+	if k == nil {
+		return nil, errors.New("no keyring")
+	}
+	if _, ok := k.keys[id]; !ok && id != "" {
+		return nil, fmt.Errorf("key %.40q is not among the keys (%s)", id, strings.Join(k.KeyIDs(), ", "))
+	}
+	return &Keyring{sealWith: id, keys: k.keys}, nil
 }
 
 // ParseKeyring reads a keyring written as SESSIONHA_SEAL_KEYS takes it:
@@ -142,7 +158,7 @@ func DecodeKey(enc string) ([]byte, error) {
 	return nil, fmt.Errorf("not base64: want %d random bytes in base64 (openssl rand -base64 32)", KeySize)
 }
 
-// SealingKey is the id of the key that seals.
+// SealingKey is the id of the key that seals, "" for none.
 func (k *Keyring) SealingKey() string {
 	if k == nil {
 		return ""
@@ -163,7 +179,11 @@ func (k *Keyring) String() string {
 	if k == nil {
 		return "no keyring"
 	}
-	return "seals with " + k.sealWith + ", opens " + strings.Join(k.KeyIDs(), ", ")
+	seals := "seals with " + k.sealWith
+	if k.sealWith == "" {
+		seals = "seals nothing"
+	}
+	return seals + ", opens " + strings.Join(k.KeyIDs(), ", ")
 }
 
 // GoString is String, so that %#v prints no key either.

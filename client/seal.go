@@ -131,8 +131,8 @@ func (c *sessionCipher) seal(dst []byte, name string, v, nonce []byte) []byte {
 // sealAttrs returns attrs with every value sealed for the session with the sealing key:
 // a new map (attrs may be an entry's, which is never changed in place).
 func (k *Keyring) sealAttrs(sessionKey string, attrs map[string][]byte) (map[string][]byte, error) {
-	if len(attrs) == 0 {
-		return attrs, nil
+	if len(attrs) == 0 || k.sealWith == "" {
+		return attrs, nil // nothing to seal, or a keyring that only opens
 	}
 	c, err := k.cipherFor(k.sealWith, sessionKey)
 	if err != nil {

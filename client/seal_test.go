@@ -458,3 +458,87 @@ func BenchmarkOpenAll(b *testing.B) {
 		}
 	}
 }
+
+// TestSealWith: "none" opens but writes in clear (turning sealing on or off across a
+// fleet); an id picks the sealing key; a wrong one stops Open naming the variable.
+func TestSealWith(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	ring := testRing(t, "k1", "k1", "k2")
+	open := func(sealWith string) (*Store, error) {
+		return Open(ctx, Config{Persistence: PersistenceFile, Dir: dir, Keyring: ring, SealWith: sealWith, Logger: slog.New(slog.DiscardHandler)})
+	}
+	files := func() []byte {
+		var all []byte
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				b, _ := os.ReadFile(p)
+				all = append(all, b...)
+			}
+			return nil
+		})
+		return all
+	}
+	sealing, err := open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := sealing.Create(ctx, NewSession{Principal: "al", Attrs: map[string][]byte{"v": []byte("MARKER-sealed-a")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealing.Close()
+
+	clearing, err := open("none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := clearing.Load(ctx, a.ID()); err != nil {
+		t.Fatalf("none still opens: %v", err)
+	} else if v, _ := got.Get("v"); string(v) != "MARKER-sealed-a" {
+		t.Fatalf("v = %q", v)
+	}
+	if _, err := clearing.Create(ctx, NewSession{Principal: "bo", Attrs: map[string][]byte{"v": []byte("MARKER-clear-b")}}); err != nil {
+		t.Fatal(err)
+	}
+	clearing.Close()
+	if all := files(); !bytes.Contains(all, []byte(base64.StdEncoding.EncodeToString([]byte("MARKER-clear-b")))) || bytes.Contains(all, []byte("MARKER-sealed-a")) {
+		t.Error("with none, a new session should be written in clear and the sealed one stay sealed")
+	}
+
+	k2, err := open("k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := k2.Create(ctx, NewSession{Principal: "cy", Attrs: map[string][]byte{"v": []byte("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2.Close()
+	var found bool
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		if op, err := events.DecodeSessionOp(b); err == nil && op.ID == events.HashID(c.ID()) {
+			id, _ := SealedBy(op.Session.Attrs["v"])
+			found = id == "k2"
+		}
+		return nil
+	})
+	if !found {
+		t.Error("SealWith k2: the session's value is not sealed by k2")
+	}
+
+	if _, err := open("k9"); err == nil || !strings.Contains(err.Error(), EnvSealWith) {
+		t.Errorf("an unknown SealWith: %v", err)
+	}
+	if _, err := Open(ctx, Config{Persistence: PersistenceMemory, SealWith: "k1"}); err == nil || !strings.Contains(err.Error(), "needs a keyring") {
+		t.Errorf("SealWith without a keyring: %v", err)
+	}
+	t.Setenv(EnvSealWith, "bad id")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), EnvSealWith) {
+		t.Errorf("a bad %s: %v", EnvSealWith, err)
+	}
+}

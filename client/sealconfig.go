@@ -19,6 +19,7 @@ const (
 	EnvSealKeyFile   = "SESSIONHA_SEAL_KEY_FILE"    // a file of "id:base64key" lines, the first sealing
 	EnvSealKMSKeys   = "SESSIONHA_SEAL_KMS_KEYS"    // KMS-wrapped data keys (client/kmskeys)
 	EnvSealKMSKeyARN = "SESSIONHA_SEAL_KMS_KEY_ARN" // the site's KMS key, which unwraps them
+	EnvSealWith      = "SESSIONHA_SEAL_WITH"        // the key id that seals, or "none"; default the first
 )
 
 // KeyringSource gives Open a Keyring whose keys a service holds, such as KMS
@@ -43,6 +44,7 @@ func RegisterKMS(fromEnv func(keys, keyARN string) (KeyringSource, error)) { kms
 // name the variable, never a key.
 func sealFromEnv(c *Config) error {
 	get := func(name string) string { return strings.TrimSpace(os.Getenv(name)) }
+	c.SealWith = get(EnvSealWith)
 	keys, file, kms := get(EnvSealKeys), get(EnvSealKeyFile), get(EnvSealKMSKeys)
 	set := 0
 	for _, v := range []string{keys, file, kms} {
@@ -74,18 +76,33 @@ func sealFromEnv(c *Config) error {
 	return nil
 }
 
-// resolveKeyring asks KeyringSource for the Keyring when none is set.
+// resolveKeyring asks KeyringSource for the Keyring when none is set, and makes SealWith
+// the sealing key.
 func (c *Config) resolveKeyring(ctx context.Context) error {
-	if c.Keyring != nil || c.KeyringSource == nil {
-		return nil
+	if c.Keyring == nil && c.KeyringSource != nil {
+		k, err := c.KeyringSource.Keyring(ctx, c.AWS)
+		if err != nil {
+			return fmt.Errorf("client: Keyring (%s): %w", EnvSealKMSKeys, err)
+		}
+		if k == nil {
+			return fmt.Errorf("client: KeyringSource returned no keyring")
+		}
+		c.Keyring = k
 	}
-	k, err := c.KeyringSource.Keyring(ctx, c.AWS)
-	if err != nil {
-		return fmt.Errorf("client: Keyring (%s): %w", EnvSealKMSKeys, err)
+	switch {
+	case c.SealWith == "":
+	case c.Keyring == nil:
+		return fmt.Errorf("client: SealWith (%s) %q needs a keyring (%s, %s or %s)", EnvSealWith, c.SealWith, EnvSealKeys, EnvSealKeyFile, EnvSealKMSKeys)
+	default:
+		id := c.SealWith
+		if id == "none" {
+			id = ""
+		}
+		k, err := c.Keyring.SealingWith(id)
+		if err != nil {
+			return fmt.Errorf("client: SealWith (%s): %w", EnvSealWith, err)
+		}
+		c.Keyring = k
 	}
-	if k == nil {
-		return fmt.Errorf("client: KeyringSource returned no keyring")
-	}
-	c.Keyring = k
 	return nil
 }

@@ -25,7 +25,7 @@ import (
 // an entry's attribute map; msg itself without a keyring or values.
 func (s *Store) sealOp(msg *events.SessionOp) (*events.SessionOp, error) {
 	k := s.cfg.Keyring
-	if k == nil || msg == nil || msg.Session == nil || (len(msg.Session.Attrs) == 0 && len(msg.Set) == 0) {
+	if k == nil || k.sealWith == "" || msg == nil || msg.Session == nil || (len(msg.Session.Attrs) == 0 && len(msg.Set) == 0) {
 		return msg, nil
 	}
 	key := record.Key(msg.Cluster, msg.ID)
@@ -48,7 +48,7 @@ func (s *Store) sealOp(msg *events.SessionOp) (*events.SessionOp, error) {
 
 // sealOverhead is how many bytes sealing adds to each value (0 without a keyring).
 func (s *Store) sealOverhead() int {
-	if s.cfg.Keyring == nil {
+	if s.cfg.Keyring == nil || s.cfg.Keyring.sealWith == "" {
 		return 0
 	}
 	return SealOverhead(s.cfg.Keyring.sealWith)
