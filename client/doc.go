@@ -60,6 +60,11 @@
 //     else ErrTimeout); Store.SaveApplied waits for one call whatever the setting.
 //   - MaxSessionsPerPrincipal (SESSIONHA_MAX_SESSIONS_PER_PRINCIPAL): a cap on a user's
 //     sessions; the oldest goes.
+//   - Keyring (SESSIONHA_SEAL_KEYS, SESSIONHA_SEAL_KEY_FILE; with client/kmskeys,
+//     SESSIONHA_SEAL_KMS_KEYS) and SealWith (SESSIONHA_SEAL_WITH): seal every attribute
+//     value before it leaves the process, and open what comes back (see Keyring and the
+//     README's "Sealed attributes"); a value that does not open fails Load with ErrSealed.
+//     Default: no keyring, values in clear.
 //   - JournalDir (SESSIONHA_JOURNAL_DIR): where degraded mode journals what it
 //     acknowledges (default: the user's cache directory + "/sessionha"), one directory
 //     per instance, JournalDir/<cluster>/<instance id>, locked while it is open: two
