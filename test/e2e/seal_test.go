@@ -628,3 +628,30 @@ func TestScsAdapterSealed(t *testing.T) {
 	it := tableItem(t, token)
 	checkSealed(t, "the scs session", it.Attrs, key.ID, marker)
 }
+
+// TestSealedFailoverBetweenProcesses: auth server processes configured from the site's
+// environment with sealing on (ConfigFromEnv with client/kmskeys, as make local's env
+// files have it) fail a session over, SIGKILL included, with its values sealed in the
+// table by the run's key.
+func TestSealedFailoverBetweenProcesses(t *testing.T) {
+	marker := "MARKER-proc-" + randomSuffix()
+	a := startInstanceWith(t, "seal-proc-a", theSite.SealEnv()...)
+	created := a.do(Command{Cmd: "create", Principal: "pat", Attrs: map[string]string{"claims": marker}})
+	if !created.OK {
+		t.Fatalf("create: %s", describe(created))
+	}
+	a.kill()
+	b := startInstanceWith(t, "seal-proc-b", theSite.SealEnv()...)
+	eventually(t, "another process loads the sealed session", func() (bool, string) {
+		r := b.do(Command{Cmd: "load", ID: created.ID})
+		return r.OK && r.Attrs["claims"] == marker, describe(r)
+	})
+	runKey, _, _ := strings.Cut(theSite.Stack.SealKeys, ":")
+	checkSealed(t, "the table", tableItem(t, created.ID).Attrs, runKey, marker)
+	// A process without the keyring cannot open it, and says so without the value.
+	c := startInstance(t, "seal-proc-c")
+	r := c.do(Command{Cmd: "load", ID: created.ID})
+	if r.OK || !strings.Contains(r.Err, "no keyring") || strings.Contains(r.Err+c.stderr.String(), marker) {
+		t.Errorf("a process without the keyring: %s", describe(r))
+	}
+}
