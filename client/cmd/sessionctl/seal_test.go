@@ -100,6 +100,14 @@ func TestGetSealedValues(t *testing.T) {
 
 	r = ctl(t, "seal-key", "usage")
 	expect(t, r, 0, "KEY", keyID, "live sessions in cluster default")
+
+	// A keyring KMS will not unwrap: get --values says so; destroy needs no keyring.
+	broken := envFile(t, map[string]string{client.EnvSealKMSKeyARN: theSite.SealKeyARN, client.EnvSealKMSKeys: "k9:" + theSite.AWS.Region + "=AAAA"})
+	r = ctlIn(t, nil, "", "--env-file", broken, "get", "--values", id)
+	expect(t, r, 0, "cannot open: no keyring: key k9: KMS Decrypt")
+	noValue(r)
+	r = ctlIn(t, nil, "", "--env-file", broken, "destroy", id)
+	expect(t, r, 0, "session destroyed")
 }
 
 // TestSealKeyNew: a local key parses as a keyring; a KMS key, made with the site's seal
