@@ -140,7 +140,7 @@ func (b *bencher) itemSize(id string) (item, values int) {
 		got = out.Item
 	}
 	for name, v := range got {
-		n := len(name) + valueSize(v)
+		n := len(name) + record.ValueSize(v)
 		item += n
 		if name == "a" {
 			values = n
