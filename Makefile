@@ -61,10 +61,11 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './local/node_modules/*' -not -path './infra/node_modules/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-## fuzz: run the fuzz targets for a while (FUZZTIME=1m)
+## fuzz: run the fuzz targets for a while (FUZZTIME=1m each): the messages, sealed values
 FUZZTIME ?= 1m
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeSessionOp -fuzztime $(FUZZTIME) ./events
+	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME) ./client
 
 ## soak: replay 10,000 random session histories against the local DynamoDB (prints the seed)
 SOAK_HISTORIES ?= 10000

@@ -542,3 +542,31 @@ func TestSealWith(t *testing.T) {
 		t.Errorf("a bad %s: %v", EnvSealWith, err)
 	}
 }
+
+// FuzzOpen: whatever a stored value holds, opening it neither panics nor opens anything
+// but what the keyring sealed for that session and attribute ("value", with any nonce:
+// each fuzzing process seals its own seed).
+func FuzzOpen(f *testing.F) {
+	k := testRing(f, "k1", "k1")
+	key := record.Key("default", events.HashID("fuzz"))
+	good, _ := k.sealAttrs(key, map[string][]byte{"a": []byte("value")})
+	f.Add(good["a"])
+	f.Add([]byte{0xC1, 0x5E, 0xA1})
+	f.Add([]byte{0xC1, 0x5E, 0xA1, 1, 2, 'k', '1'})
+	f.Add([]byte("clear"))
+	f.Fuzz(func(t *testing.T, stored []byte) {
+		got, err := k.openAttrs(key, map[string][]byte{"a": stored})
+		switch {
+		case err != nil:
+			if !errors.Is(err, ErrSealed) {
+				t.Fatalf("error %v does not wrap ErrSealed", err)
+			}
+		case !looksSealed(stored):
+			if !bytes.Equal(got["a"], stored) {
+				t.Fatalf("a clear value changed: %q -> %q", stored, got["a"])
+			}
+		case string(got["a"]) != "value": // the one value ever sealed for this session and name
+			t.Fatalf("%x opened as %q", stored, got["a"])
+		}
+	})
+}
