@@ -48,7 +48,10 @@ import (
 // anyone out. That admits clear values from whoever may publish session ops, as it must
 // for those values to keep opening; such a publisher could write any session anyway,
 // principal included (the auth-server policies say who may). Sealing keeps values
-// secret and tied to their session and attribute; it does not vouch for a session.
+// secret and tied to their session and attribute; it does not vouch for a session. A
+// clear binary value that happens to begin with the magic (about one in 16 million random
+// values; never text) reads as sealed and fails to open: seal, or turn sealing on before
+// storing such values in clear.
 
 var sealMagic = [3]byte{0xC1, 0x5E, 0xA1}
 
