@@ -91,6 +91,7 @@ type Stack struct {
 	SealKeys string
 
 	kmsServers map[string]*kms.HTTPServer
+	sealARNs   map[string]string // region -> the seal key that wrapped SealKeys' blob there
 	sealValues bool
 
 	ddbMu      sync.Mutex // guards ddbServers, replaced by StartDynamoDB
@@ -151,7 +152,7 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 		}
 	}
 	st := &Stack{Replicas: map[string]*dynamo.Replica{}, ddbServers: map[string]*dynamo.Server{},
-		KMS: map[string]*kms.Server{}, kmsServers: map[string]*kms.HTTPServer{}, sealValues: o.SealValues}
+		KMS: map[string]*kms.Server{}, kmsServers: map[string]*kms.HTTPServer{}, sealARNs: map[string]string{}, sealValues: o.SealValues}
 	defer func() {
 		if err != nil {
 			st.Stop()
