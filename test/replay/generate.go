@@ -43,7 +43,10 @@ const maxLife = 3 * time.Hour
 //     than Budget attributes, as the client bounds the registers it causes;
 //   - sometimes a laggard, 1-10 minutes behind, that still serves the session at T1 and
 //     saves it; sometimes a destroy at the end, carrying the latest deadline its writer
-//     knows (the newest op's created + max life) or, one in four, an upper bound.
+//     knows (the newest op's created + max life) or, one in four, an upper bound;
+//   - after half the destroys, saves or deltas by the other writer, which has not heard
+//     of the logout (another region's instance, before the logout reaches it or cut off
+//     by a split): seconds later, or at T1.
 //
 // Nothing a history makes is over at T0: every deadline is at least minutes ahead.
 func Generate(rng *rand.Rand, key string, w World) History {
@@ -187,7 +190,26 @@ func Generate(rng *rand.Rand, key string, w World) History {
 		if rng.IntN(4) == 0 {
 			until = clock(wr, at) + maxLife.Milliseconds() // knows nothing of the session: the bound
 		}
+		seen := viewDeadline(h.Ops) // before the destroy, which has no session
 		add(record.Op{Kind: record.Destroy, Key: key, Version: nextVer(wr), Until: until}, straggler)
+		// Sometimes another instance, which has not heard of the logout, keeps using the
+		// session after it: another region's, while the logout's notice and replication
+		// are on their way, or cut off by a split. A few seconds after the logout, or at
+		// T1, a split having lasted past the grace (if its clock says the session is
+		// still alive: a client does not save a session it sees expired).
+		if !straggler && rng.IntN(2) == 0 {
+			other := map[string]string{"primary": "failover", "failover": "primary"}[wr]
+			for range 1 + rng.IntN(2) {
+				late := rng.IntN(2) == 0
+				when := at.Add(time.Duration(500+rng.IntN(5000)) * time.Millisecond)
+				if late {
+					when = w.T1.Add(-time.Duration(rng.IntN(30000)) * time.Millisecond)
+				}
+				if clock(other, when) < seen {
+					op(other, when, late)
+				}
+			}
+		}
 	}
 	h.DeltaWriters = len(deltaWriters)
 	return h
@@ -219,8 +241,8 @@ const maxLate = 5
 // late are delivered late.
 func Deliveries(rng *rand.Rand, h History) []Delivery {
 	scenario := rng.IntN(20)
-	destroyFirst := scenario >= 17 && scenario < 19 && slices.ContainsFunc(h.Ops, func(op record.Op) bool { return op.Kind == record.Destroy }) &&
-		!h.MadeLate[len(h.Ops)-1]
+	d := slices.IndexFunc(h.Ops, func(op record.Op) bool { return op.Kind == record.Destroy })
+	destroyFirst := scenario >= 17 && scenario < 19 && d >= 0 && !h.MadeLate[d]
 	var out []Delivery
 	lateCount := 0
 	for i, op := range h.Ops {

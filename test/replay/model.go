@@ -219,15 +219,7 @@ func (m *model) take(op *record.Op, at int64, w World) {
 // state is what a reader must see at now.
 func (m *model) state(h History, now time.Time, w World) State {
 	if m.destroyed {
-		keep := int64(0)
-		for _, op := range h.Ops {
-			if op.Kind == record.Destroy {
-				keep = max(keep, op.Until)
-			} else {
-				keep = max(keep, ownDeadline(op.Session))
-			}
-		}
-		return State{Destroyed: true, KeepTombstone: now.UnixMilli() < keep}
+		return State{Destroyed: true, KeepTombstone: now.UnixMilli() < TombstoneKeep(h)}
 	}
 	f := m.facts(w)
 	if !f.snapshot || now.UnixMilli() >= f.deadline() {
@@ -235,6 +227,20 @@ func (m *model) state(h History, now time.Time, w World) State {
 	}
 	return State{Readable: true, Attrs: f.attrs, LastAccess: f.lastAccess, Created: f.created,
 		MaxIdle: f.maxIdle, MaxLife: f.maxLife, Principal: f.principal, Group: f.group}
+}
+
+// TombstoneKeep is until when (unix ms) a destroyed session's tombstone must stay: while
+// any op of the session could still be valid, and as long as its destroys asked.
+func TombstoneKeep(h History) int64 {
+	keep := int64(0)
+	for _, op := range h.Ops {
+		if op.Kind == record.Destroy {
+			keep = max(keep, op.Until)
+		} else {
+			keep = max(keep, ownDeadline(op.Session))
+		}
+	}
+	return keep
 }
 
 // Expect is what the model says of a session after each phase.

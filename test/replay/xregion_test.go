@@ -284,35 +284,52 @@ func TestCrossRegion(t *testing.T) {
 		})
 	}
 
-	// split cuts and heals the link at random while a phase runs, until stop is closed.
-	split := func(stop <-chan struct{}, prng *rand.Rand) {
-		var since time.Time
-		cut := false
+	// The link: cut and healed at random while a phase runs (flapping), and in one run of
+	// two also cut at a random moment of phase 1 for good, until after phase 2: a split
+	// longer than the tombstone grace (the functions' clock jumps meanwhile), with both
+	// regions taking ops.
+	var (
+		cut   bool
+		since time.Time
+	)
+	cutLink := func() {
+		if !cut {
+			rs.partition(t)
+			partitions.Add(1)
+			cut, since = true, time.Now()
+		}
+	}
+	healLink := func() {
+		if cut {
+			rs.heal(t)
+			longest.Store(max(longest.Load(), int64(time.Since(since))))
+			cut = false
+		}
+	}
+	// split flaps the link until stop is closed, or until long says the long split
+	// begins: then it cuts the link and leaves it cut.
+	split := func(stop <-chan struct{}, prng *rand.Rand, long func() bool) {
 		for {
 			select {
 			case <-stop:
-				if cut {
-					longest.Store(max(longest.Load(), int64(time.Since(since))))
-				}
 				return
 			case <-time.After(time.Duration(1+prng.IntN(12)) * time.Millisecond):
 			}
 			switch {
+			case long():
+				cutLink()
+				return
 			case cut:
-				rs.heal(t)
-				longest.Store(max(longest.Load(), int64(time.Since(since))))
-				cut = false
+				healLink()
 			case prng.IntN(2) == 0:
-				rs.partition(t)
-				partitions.Add(1)
-				cut, since = true, time.Now()
+				cutLink()
 			}
 		}
 	}
 
 	// apply runs one phase's deliveries with each region's appliers, the link cut and
 	// healed meanwhile.
-	apply := func(ds []xdelivery, prng *rand.Rand) {
+	apply := func(ds []xdelivery, prng *rand.Rand, flap bool, longAt int64) {
 		var queues [2]chan xdelivery
 		var pending atomic.Int64
 		for r := range queues {
@@ -324,7 +341,9 @@ func TestCrossRegion(t *testing.T) {
 		pending.Store(int64(len(ds)))
 		stop := make(chan struct{})
 		var sw sync.WaitGroup
-		sw.Go(func() { split(stop, prng) })
+		if flap {
+			sw.Go(func() { split(stop, prng, func() bool { return pending.Load() <= longAt }) })
+		}
 		var wg sync.WaitGroup
 		for r := range queues {
 			for range *xAppliers {
@@ -361,19 +380,21 @@ func TestCrossRegion(t *testing.T) {
 	}
 
 	prng := rand.New(rand.NewPCG(s, 0x5b11))
-	apply(phases[0], prng)
-	// A split may last across the functions' clock jump: past the tombstone grace.
-	spanning := prng.IntN(2) == 0
-	if spanning {
-		rs.partition(t)
-		partitions.Add(1)
+	longSplit := prng.IntN(2) == 0
+	longAt := int64(-1) // pending deliveries of phase 1 when the long split begins
+	if longSplit {
+		longAt = prng.Int64N(int64(len(phases[0])) + 1)
+	}
+	apply(phases[0], prng, true, longAt)
+	if longSplit {
+		cutLink() // if phase 1 ended before the split began
 	} else {
-		rs.heal(t)
+		healLink()
 	}
 	phaseName.Store("phase 2")
 	clock.Store(w.T1.UnixMilli())
-	apply(phases[1], prng)
-	rs.heal(t)
+	apply(phases[1], prng, !longSplit, -1)
+	healLink()
 	rs.quiesce(t)
 	phaseName.Store("after the heal")
 	// One more pass of the readers over the settled replicas, then stop them.
@@ -403,11 +424,25 @@ func TestCrossRegion(t *testing.T) {
 			oneRegion++
 		}
 		for r := range xRegions {
-			it, err := tbls[r].Get(ctx, h.Key)
+			stored, err := tbls[r].Read(ctx, h.Key)
 			if err != nil {
 				t.Fatal(err)
 			}
+			it := stored.Item() // as Get returns it
 			got := Observe(it, w.T1)
+			if destroyed {
+				// Later too: the logout holds until no op of the session can be valid any
+				// more, and outlives whatever live session item last-writer-wins left beside it.
+				keep := TombstoneKeep(h)
+				switch lo, si := stored.Logout, stored.Session; {
+				case lo == nil:
+					report(i, "after the heal, %s has no logout item", xRegions[r])
+				case lo.ExpiresAt*1000 < keep:
+					report(i, "after the heal, %s keeps the logout item until %d, before the session's ops could end (%d)", xRegions[r], lo.ExpiresAt*1000, keep)
+				case si != nil && si.State != record.Destroyed && lo.ExpiresAt*1000 < si.Deadline().UnixMilli():
+					report(i, "after the heal, %s keeps the logout item until %d, before the live session item beside it ends (%d)", xRegions[r], lo.ExpiresAt*1000, si.Deadline().UnixMilli())
+				}
+			}
 			if (destroyed || single) && !MatchesAny(got, want[i].Final) {
 				var ws []string
 				for _, st := range want[i].Final {
@@ -472,10 +507,10 @@ func TestCrossRegion(t *testing.T) {
 	}
 	rst := rs.rep.Stats()
 	t.Logf("seed %d: %d histories (%d with ops applied in both regions, %d in one), %d distinct ops, %d deliveries (%d late, clock jump %s), %d appliers per region; "+
-		"%d splits of the link (longest %s, one across the clock jump: %v), replication lag %s ± %s: %d changes applied, %d superseded by a later write, lag p50 %s p99 %s max %s; "+
+		"%d splits of the link (longest %s; one from the last %d deliveries of phase 1 across the clock jump to the end: %v), replication lag %s ± %s: %d changes applied, %d superseded by a later write, lag p50 %s p99 %s max %s; "+
 		"%d conflicts, %d re-deliveries after contention; readers made %d reads in %s and %d in %s; at the end %d sessions destroyed, %d items in each region",
 		s, n, cross, oneRegion, ops, deliveries, len(phases[1]), w.T1.Sub(w.T0).Round(time.Second), *xAppliers,
-		partitions.Load(), time.Duration(longest.Load()).Round(time.Millisecond), spanning, *xLag, *xLag*2/3, rst.Applied, rst.Superseded,
+		partitions.Load(), time.Duration(longest.Load()).Round(time.Millisecond), max(longAt, 0), longSplit, *xLag, *xLag*2/3, rst.Applied, rst.Superseded,
 		rst.Lag.P50, rst.Lag.P99, rst.Lag.Max, conflicts.Load(), retried.Load(), reads[0].Load(), xRegions[0], reads[1].Load(), xRegions[1],
 		destroyedN, len(items[0]))
 }
@@ -657,4 +692,62 @@ func (rs *regions) runSteps(t *testing.T, h History, xds []XDelivery, steps []xs
 	rs.quiesce(t)
 	rs.partition(t)
 	return check()
+}
+
+// TestLogoutOutlivesASplit: a logout in one region, then a split longer than the
+// tombstone grace during which the other region, which has not heard of the logout,
+// keeps a sliding session (scs's, whose every commit is "created now, for another hour")
+// alive; then the split heals. The session stays logged out in both regions for as long
+// as the other region's session item could be valid: the logout item must outlive it,
+// though no op comes after the heal to tell the table how long that is.
+func TestLogoutOutlivesASplit(t *testing.T) {
+	rs := startRegions(t, 1)
+	t0 := time.Now().Truncate(time.Millisecond)
+	t1 := t0.Add(grace + 15*time.Minute)
+	var clock atomic.Int64
+	now := func() time.Time { return time.UnixMilli(clock.Load()) }
+	tbls := rs.newTables(t, "split", now)
+	ctx := context.Background()
+	key := "default#split"
+	ver := func(n int, w string) string { return record.Version(fmt.Sprintf("%016x", n), w) }
+	scs := func(at time.Time) *record.Item {
+		return &record.Item{Principal: "scs", Created: at.UnixMilli(), LastAccess: at.UnixMilli(), MaxIdle: 3600, MaxLife: 3600}
+	}
+	apply := func(r int, at time.Time, op record.Op) {
+		t.Helper()
+		clock.Store(at.UnixMilli())
+		if _, _, err := tbls[r].Apply(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	apply(0, t0, record.Op{Kind: record.Create, Key: key, Version: ver(1, "a"), Session: scs(t0)})
+	rs.quiesce(t)
+	rs.partition(t)
+	// The logout in eu, which knows the session until an hour from now.
+	apply(0, t0.Add(time.Second), record.Op{Kind: record.Destroy, Key: key, Version: ver(2, "a"), Until: t0.Add(time.Hour).UnixMilli()})
+	// In us, cut off for longer than the grace, an instance still serves it and commits.
+	apply(1, t1, record.Op{Kind: record.Save, Key: key, Version: ver(3, "b"), Session: scs(t1)})
+	rs.heal(t)
+	rs.quiesce(t)
+
+	end := t1.Add(time.Hour) // the us commit's session could be valid until then
+	for r := range xRegions {
+		s, err := tbls[r].Read(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Logout == nil {
+			t.Fatalf("%s: no logout item after the heal", xRegions[r])
+		}
+		if s.Logout.ExpiresAt*1000 < end.UnixMilli() {
+			t.Errorf("%s: the logout item is kept until %s, but the session item beside it (%s, deadline %s) could be valid until %s: TTL deletes the logout item first, and the session is back",
+				xRegions[r], time.Unix(s.Logout.ExpiresAt, 0).Sub(t0), s.Session.State, s.Session.Deadline().Sub(t0), end.Sub(t0))
+		}
+		for _, at := range []time.Time{t1, end.Add(-time.Second)} {
+			if st := Observe(s.Item(), at); st.Readable || !st.Destroyed {
+				t.Errorf("%s at T0+%s: the session reads %s, want destroyed", xRegions[r], at.Sub(t0), st)
+			}
+		}
+	}
 }
