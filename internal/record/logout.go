@@ -132,6 +132,13 @@ func (t *Table) batchGet(ctx context.Context, keys []string, projection string) 
 	}
 }
 
+// logoutKeep is the TTL (epoch seconds) of a logout item written at now for a session
+// valid until at most until (unix ms): until plus the grace, and at least LogoutKeep
+// from now.
+func logoutKeep(p Policy, now time.Time, until int64) int64 {
+	return max(p.keep(until), (now.Add(p.LogoutKeep).UnixMilli()+999)/1000)
+}
+
 // putLogout writes the logout item next over old (nil: there is none yet), on the
 // condition that the stored one is still old; lost reports that it was not.
 func (t *Table) putLogout(ctx context.Context, old, next *Item) (lost bool, err error) {
@@ -158,7 +165,7 @@ func (t *Table) putLogout(ctx context.Context, old, next *Item) (lost bool, err 
 
 // WriteLogout writes the logout item of the destroy op and nothing else: insert-only
 // (attribute_not_exists), kept until op.Until (the session's latest possible deadline,
-// or now if later) plus Grace. It is for writers that may write nothing but logout items,
+// or now if later) plus Grace, and at least LogoutKeep. It is for writers that may write nothing but logout items,
 // the auth servers in degraded mode (their policy grants PutItem on logout keys only);
 // the functions apply the destroy itself when it reaches them, and make the logout item
 // last as long as the session needs. A session already logged out is Unchanged.
@@ -166,9 +173,9 @@ func (t *Table) WriteLogout(ctx context.Context, op Op) (Result, error) {
 	if op.Kind != Destroy {
 		return Unchanged, fmt.Errorf("record: WriteLogout of a %v op: only a destroy writes a logout item", op.Kind)
 	}
-	p := Policy{Grace: t.Grace, Tolerance: t.Tolerance}.withDefaults()
+	now := t.now()
 	it := &Item{Key: LogoutKey(op.Key), Version: op.Version, State: Destroyed,
-		ExpiresAt: p.keep(max(t.now().UnixMilli(), op.Until))}
+		ExpiresAt: logoutKeep(t.policy(), now, max(now.UnixMilli(), op.Until))}
 	lost, err := t.putLogout(ctx, nil, it)
 	if err != nil || lost {
 		return Unchanged, err
@@ -183,8 +190,8 @@ func (t *Table) WriteLogout(ctx context.Context, op Op) (Result, error) {
 // Without a logout item, an op other than a destroy is merged as ever. A destroy, or any
 // op once a logout item exists, ends the session for good: its tombstone is the session
 // item merged with the destroy (this one, or the logout item's), then with op, which can
-// only make it last longer; the logout item is inserted if missing, or made to last as
-// long as that tombstone. A session item a destroy has not reached yet (here a save of
+// only make it last longer; the logout item is inserted if missing (kept as long as that
+// tombstone, and at least LogoutKeep), or made to last as long as that tombstone. A session item a destroy has not reached yet (here a save of
 // another region overwrote the tombstone, last writer winning) becomes a tombstone again;
 // with no session item, an op after a logout writes none (the logout item holds the end
 // of the session alone).
@@ -203,7 +210,8 @@ func plan(cur, logout *Item, op Op, now time.Time, p Policy) (nextLogout, next *
 	}
 	switch {
 	case logout == nil:
-		nextLogout = &Item{Key: LogoutKey(op.Key), Version: d.Version, State: Destroyed, ExpiresAt: tomb.ExpiresAt}
+		nextLogout = &Item{Key: LogoutKey(op.Key), Version: d.Version, State: Destroyed,
+			ExpiresAt: max(tomb.ExpiresAt, logoutKeep(p, now, 0))}
 	case tomb.ExpiresAt > logout.ExpiresAt:
 		n := *logout
 		n.ExpiresAt = tomb.ExpiresAt

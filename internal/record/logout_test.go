@@ -16,7 +16,7 @@ import (
 // into a tombstone, and makes the logout item last as long as the op's session could.
 func TestLogoutItemIsFinal(t *testing.T) {
 	ctx := context.Background()
-	tb := &Table{DB: db, Name: "sessions", Grace: time.Minute}
+	tb := &Table{DB: db, Name: "sessions", Grace: time.Minute, LogoutKeep: time.Minute}
 	now := time.Now().UnixMilli()
 	ver := func(n int) string { return Version(fmt.Sprintf("%016x", n), "w") }
 	sess := func(life int64) *Item {
@@ -110,6 +110,41 @@ func TestLogoutItemIsFinal(t *testing.T) {
 	}
 	if s, err := tb.Read(ctx, "c#alone"); err != nil || s.Session != nil {
 		t.Fatalf("a save after a logout with no session item stored %+v (%v)", s.Session, err)
+	}
+}
+
+// TestLogoutKeep: a logout item lasts at least LogoutKeep (7 days by default), however
+// soon its session ends, and its session's latest deadline plus the grace when later.
+func TestLogoutKeep(t *testing.T) {
+	ctx := context.Background()
+	start := time.Now()
+	for _, c := range []struct {
+		key        string
+		keep       time.Duration
+		until      time.Time
+		least, most time.Time
+	}{
+		{"c#keep-default", 0, start.Add(time.Hour), start.Add(DefaultLogoutKeep), time.Now().Add(DefaultLogoutKeep + 2*time.Second)},
+		{"c#keep-short", time.Minute, start.Add(time.Hour), start.Add(time.Hour + DefaultGrace), start.Add(time.Hour + DefaultGrace + time.Second)},
+		{"c#keep-long-life", 0, start.Add(30 * 24 * time.Hour), start.Add(30*24*time.Hour + DefaultGrace), start.Add(30*24*time.Hour + DefaultGrace + time.Second)},
+	} {
+		tb := &Table{DB: db, Name: "sessions", LogoutKeep: c.keep}
+		for i, write := range []func(Op) error{
+			func(op Op) error { _, _, err := tb.Apply(ctx, op); return err },
+			func(op Op) error { _, err := tb.WriteLogout(ctx, op); return err },
+		} {
+			key := fmt.Sprintf("%s-%d", c.key, i)
+			if err := write(Op{Kind: Destroy, Key: key, Version: Version("0000000000000001", "w"), Until: c.until.UnixMilli()}); err != nil {
+				t.Fatal(err)
+			}
+			s, err := tb.Read(ctx, key)
+			if err != nil || s.Logout == nil {
+				t.Fatalf("%s: %+v %v", key, s, err)
+			}
+			if got := time.Unix(s.Logout.ExpiresAt, 0); got.Before(c.least.Truncate(time.Second)) || got.After(c.most) {
+				t.Errorf("%s: logout item kept until %s from now, want between %s and %s", key, got.Sub(start), c.least.Sub(start), c.most.Sub(start))
+			}
+		}
 	}
 }
 

@@ -176,8 +176,9 @@ func addSeconds(ms, sec int64) int64 {
 
 // Defaults of Policy.
 const (
-	DefaultGrace     = 30 * time.Minute
-	DefaultTolerance = 30 * time.Second
+	DefaultGrace      = 30 * time.Minute
+	DefaultTolerance  = 30 * time.Second
+	DefaultLogoutKeep = 7 * 24 * time.Hour
 )
 
 // Policy is what a merge needs besides the op and the time: see the package doc.
@@ -189,6 +190,11 @@ type Policy struct {
 	// Tolerance is how far ahead of the function's clock an op's created and last access
 	// may be; later times are clamped to it. Default DefaultTolerance (30 s).
 	Tolerance time.Duration
+	// LogoutKeep is the least time a logout item is kept after it is written, whatever its
+	// session's deadline: the longest split between regions (with the session still in
+	// use on the far side) after which a logout still holds (see "Across regions").
+	// Default DefaultLogoutKeep (7 days).
+	LogoutKeep time.Duration
 }
 
 func (p Policy) withDefaults() Policy {
@@ -197,6 +203,9 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.Tolerance <= 0 {
 		p.Tolerance = DefaultTolerance
+	}
+	if p.LogoutKeep <= 0 {
+		p.LogoutKeep = DefaultLogoutKeep
 	}
 	return p
 }

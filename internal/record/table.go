@@ -23,9 +23,10 @@ type DB interface {
 type Table struct {
 	DB   DB
 	Name string
-	// Grace and Tolerance are the merge's Policy (defaults DefaultGrace, 30 min, and
-	// DefaultTolerance, 30 s); only Apply uses them.
-	Grace, Tolerance time.Duration
+	// Grace, Tolerance and LogoutKeep are the merge's Policy (defaults DefaultGrace, 30
+	// min, DefaultTolerance, 30 s, and DefaultLogoutKeep, 7 days); Apply and WriteLogout
+	// use them.
+	Grace, Tolerance, LogoutKeep time.Duration
 	// Now is the function's clock, which the merge holds ops' times to. Default time.Now.
 	Now func() time.Time
 	// MaxAttempts bounds read-merge-put rounds when other writers keep winning. Default 5.
@@ -68,6 +69,10 @@ func (t *Table) Get(ctx context.Context, key string) (*Item, error) {
 	return s.Item(), nil
 }
 
+func (t *Table) policy() Policy {
+	return Policy{Grace: t.Grace, Tolerance: t.Tolerance, LogoutKeep: t.LogoutKeep}.withDefaults()
+}
+
 func (t *Table) now() time.Time {
 	if t.Now != nil {
 		return t.Now()
@@ -104,7 +109,7 @@ func (t *Table) Apply(ctx context.Context, op Op) (Result, Stats, error) {
 	if attempts == 0 {
 		attempts = 5
 	}
-	p := Policy{Grace: t.Grace, Tolerance: t.Tolerance}.withDefaults()
+	p := t.policy()
 	var (
 		cur, logout *Item
 		known       bool // cur and logout are as stored as of calls just made: no need to read them

@@ -41,7 +41,7 @@ func run(m *testing.M) int {
 // read-merge-put makes.
 func TestApplyShortcuts(t *testing.T) {
 	ctx := context.Background()
-	tb := &Table{DB: db, Name: "sessions", Grace: time.Minute}
+	tb := &Table{DB: db, Name: "sessions", Grace: time.Minute, LogoutKeep: time.Minute}
 	now := time.Now().UnixMilli()
 	sess := func(la int64, v string) *Item {
 		return &Item{Principal: "p", Created: now, LastAccess: la, MaxIdle: 600, MaxLife: 3600, Site: "s", Writer: "w",
