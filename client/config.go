@@ -45,7 +45,7 @@ const (
 type ReadPath string
 
 const (
-	ReadDirect ReadPath = "direct" // strongly consistent GetItem on the table
+	ReadDirect ReadPath = "direct" // a strongly consistent read of the table (session and logout items)
 	ReadBus    ReadPath = "bus"    // a query on the query topic, answered on the reply topic
 )
 

@@ -238,15 +238,16 @@ func (s *Store) revokeLocked(key string) {
 	s.cache.drop(key)
 }
 
-// Destroy ends the session everywhere (logout): it publishes a tombstone (ha) or removes
-// the file (file), and this instance refuses the id at once. The tombstone lasts until the
-// session's latest possible deadline, as this instance's copy or the table tell it, or
-// MaxSessionLife from now when neither knows the session (its create may still be on its
-// way), so that no late op of the session brings it back. A destroy is sent at once
+// Destroy ends the session everywhere (logout): it publishes a destroy (ha: the functions
+// write the session's logout item, which no later write of any region undoes, then its
+// tombstone) or removes the file (file), and this instance refuses the id at once. Both
+// last until the session's latest possible deadline, as this instance's copy or the table
+// tell it, or MaxSessionLife from now when neither knows the session (its create may
+// still be on its way), so that no late op of the session brings it back. A destroy is sent at once
 // whatever the frequency; while degraded, it is journaled to local disk before Destroy
 // returns and sent first when the bus is back (by the next Open of this instance after a
-// crash), its notice with it; with ReadPath direct it is also written to the table at
-// once, so that the instances reading the table refuse the session meanwhile.
+// crash), its notice with it; with ReadPath direct its logout item is also written to
+// the table at once, so that the instances reading the table refuse the session meanwhile.
 // With notices on, every instance in scope drops its copy too. An explicit logout of a
 // session in an SSO group ends every session of that group (its user's); a timeout ends
 // only its own, and so does Renew, which replaces an id. Destroying an unknown id is not
