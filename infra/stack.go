@@ -533,13 +533,38 @@ func (s *site) authServerStatements(instanceQueues *string, table bool) *[]awsia
 			}))
 		}
 		stmts = append(stmts,
-			stmt("ReadSessions", []string{"dynamodb:GetItem"}, s.tableARN),
+			// A session is read with its logout item in one BatchGetItem (record.Table.Read);
+			// List reads the logout items of the sessions the index lists the same way.
+			stmt("ReadSessions", []string{"dynamodb:BatchGetItem"}, s.tableARN),
+			// Degraded mode writes a logout to the table at once (client/degraded.go): the
+			// session's logout item, and no other item. LeadingKeys are the partition keys
+			// of the items the request writes, Attributes every attribute it names; as a
+			// ForAllValues condition holds for an empty set too, Null requires the key.
+			// (Insert-only is the client's condition expression, which IAM cannot name;
+			// a logout item holds no more than a logout, which the instance may publish anyway.)
+			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Sid: jsii.String("WriteLogoutItems"), Actions: jsii.Strings("dynamodb:PutItem"), Resources: &[]*string{s.tableARN},
+				Conditions: &map[string]any{
+					"ForAllValues:StringLike":   map[string]any{"dynamodb:LeadingKeys": []any{"*" + topology.LogoutSuffix}},
+					"ForAllValues:StringEquals": map[string]any{"dynamodb:Attributes": toAny(topology.LogoutAttributes)},
+					"Null":                      map[string]any{"dynamodb:LeadingKeys": "false"},
+				},
+			}),
 			stmt("ListUserSessions", []string{"dynamodb:Query"}, indexARNs...),
 			// Open's start-up check: the table (with its index) exists and can be read,
 			// so a wrong name stops Open instead of the first request.
 			stmt("CheckTableAtOpen", []string{"dynamodb:DescribeTable"}, s.tableARN))
 	}
 	return &stmts
+}
+
+// toAny is ss as a JSON array for a policy condition.
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, v := range ss {
+		out[i] = v
+	}
+	return out
 }
 
 // nagAccount is the account as cdk-nag writes it in a finding: the id when the site

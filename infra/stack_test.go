@@ -410,7 +410,7 @@ func TestAuthServerPolicies(t *testing.T) {
 		for _, id := range []string{topology.TopicOps, topology.TopicQuery, topology.TopicReply, topology.TopicNotice} {
 			common = append(common, on(topic(id), "sns:GetTopicAttributes")...)
 		}
-		wantDirect := append(slices.Clone(common), on(table, "dynamodb:GetItem", "dynamodb:DescribeTable")...)
+		wantDirect := append(slices.Clone(common), on(table, "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DescribeTable")...)
 		wantDirect = append(wantDirect, on(table+"/index/"+topology.IndexByPrincipal, "dynamodb:Query")...)
 		for _, c := range []struct {
 			p    res
@@ -438,6 +438,26 @@ func TestAuthServerPolicies(t *testing.T) {
 			if strings.HasPrefix(g, "dynamodb:") {
 				t.Errorf("%s: the bus-only policy grants %s", name, g)
 			}
+		}
+		// PutItem only of logout items (their keys and attributes), and only by itself.
+		puts := 0
+		for _, st := range statements(direct.Props["PolicyDocument"]) {
+			if !slices.ContainsFunc(list(st["Action"]), func(a any) bool { return a == "dynamodb:PutItem" }) {
+				continue
+			}
+			puts++
+			cond, _ := st["Condition"].(map[string]any)
+			like, _ := cond["ForAllValues:StringLike"].(map[string]any)
+			eq, _ := cond["ForAllValues:StringEquals"].(map[string]any)
+			null, _ := cond["Null"].(map[string]any)
+			attrs := slices.Sorted(slices.Values(strs(eq["dynamodb:Attributes"])))
+			if len(list(st["Action"])) != 1 || len(cond) != 3 || !slices.Equal(strs(like["dynamodb:LeadingKeys"]), []string{"*#logout"}) ||
+				!slices.Equal(attrs, []string{"expiresAt", "pk", "rev", "st", "ver"}) || str(null["dynamodb:LeadingKeys"]) != "false" {
+				t.Errorf("%s: dynamodb:PutItem granted as %v, want it alone, on logout keys (*#logout) with a logout item's attributes only, the keys required", name, st)
+			}
+		}
+		if puts != 1 {
+			t.Errorf("%s: %d statements grant the auth servers dynamodb:PutItem, want one (logout items)", name, puts)
 		}
 	}
 }
@@ -689,4 +709,13 @@ func TestEveryFunctionHasAccess(t *testing.T) {
 	if _, err := newSiteStack(app, testCfg, testCfg.primary(), topo, nil); err == nil || !strings.Contains(err.Error(), "functionAccess") {
 		t.Errorf("a function without access rendered: %v", err)
 	}
+}
+
+// strs is a template value as a list of strings (a single one written bare, too).
+func strs(v any) []string {
+	var out []string
+	for _, e := range list(v) {
+		out = append(out, str(e))
+	}
+	return out
 }
