@@ -119,9 +119,9 @@ func TestLogoutKeep(t *testing.T) {
 	ctx := context.Background()
 	start := time.Now()
 	for _, c := range []struct {
-		key        string
-		keep       time.Duration
-		until      time.Time
+		key         string
+		keep        time.Duration
+		until       time.Time
 		least, most time.Time
 	}{
 		{"c#keep-default", 0, start.Add(time.Hour), start.Add(DefaultLogoutKeep), time.Now().Add(DefaultLogoutKeep + 2*time.Second)},

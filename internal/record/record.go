@@ -67,6 +67,80 @@
 // Every write is conditioned on the item's revision (Rev) as read, so a writer that lost
 // a race reads again and merges again: one strongly consistent read and one conditional
 // write per op, more only under contention, and a bounded number of rounds.
+//
+// # Across regions: the logout item
+//
+// With sites in several regions the table is a DynamoDB global table in multi-region
+// eventual consistency (MREC): each region's replica takes writes and replicates them in
+// about a second, concurrent writes to one item are resolved by last writer wins on write
+// time, and a condition is evaluated against the local replica only. The read-merge-put
+// above therefore protects one region, not two: a save applied in region B within the
+// replication lag of a logout in region A is the later write of the session item,
+// overwrites A's tombstone in both regions, and the session is readable again; a split
+// between the regions stretches that window to the split's length.
+//
+// So a logout does not rest on the session item. A destroy first inserts the session's
+// logout item: a key of its own in the same table (LogoutKey: the session's key and
+// "#logout"; no key schema change, and clear-store's cluster prefix covers it), put on
+// attribute_not_exists (a second logout of the session writes nothing) and never written
+// by a save or a delta, so that no last-writer-wins outcome undoes it; then it writes the
+// tombstone as before. Every merge (Apply) reads both items with one strongly consistent
+// BatchGetItem and, when the logout item exists, merges no op: it turns a live session
+// item back into a tombstone (another region's save may have won over it) and makes the
+// logout item last as long as the op's session could (plan). Every read (Get: the
+// client's direct Load, sessionquery's answer, sessionctl get) takes both items in one
+// call and holds the logout item final whatever the session item says; listings of the
+// per-user index, which projects session items, read the listed sessions' logout items,
+// 100 to a BatchGetItem (LoggedOut). Hence: once a destroy is applied in a region, no
+// read there returns the session; once its logout item has replicated to another region,
+// no read there does either, whatever saves, deltas and duplicates are applied in any
+// region, in any order, across splits that heal later; and the replicas converge item by
+// item (last writer wins on each, and every writer of a logout item writes a logout).
+// test/replay's TestCrossRegion proves it on two replicas replicated like MREC, with
+// splits; with the tombstone alone it fails within a few hundred histories.
+//
+// A logout item is kept until its session's latest possible deadline plus Grace, as the
+// tombstone, and at least LogoutKeep (7 days) after it is written. The floor is for
+// splits: in a split longer than Grace, the far region, which has not heard of the
+// logout, may keep a sliding session alive (scs commits "created now, for another idle
+// timeout"); once the split heals, no op need come that would tell the table how long
+// that session item lives, and the logout item must outlive it. A logout holds across a
+// split shorter than LogoutKeep less the session's idle timeout; one item of about 150
+// bytes (and DynamoDB's 100 bytes of per-item overhead) per logout and region pays for it.
+//
+// Costs: a read is a strongly consistent read of two small items, two read units where
+// the session item alone was one (a key that finds nothing is billed a unit too): each
+// failover Load, each sessionquery answer, each SaveApplied poll and each merge. A
+// destroy writes one more item. A create of a new session is still put without a read;
+// it does not see a logout item then, which it can only meet when the logout's tombstone
+// is not written yet, and which reads and merges hold final anyway.
+//
+// Why not rewrite the tombstone in every region when a destroy notice arrives: the
+// rewrite is only as good as the notice, a fast path delivered at least once but in its
+// own time, over a network the split may cut too. A save of the far region applied during
+// a split replicates, once the split heals, as the later write of the session item, and
+// the session is readable in the logging-out region until the far region's rewrite
+// replicates back; a notice that never comes (a lost subscription, a region whose notice
+// consumer is down) leaves it readable for good. The logout item needs replication only,
+// which global tables deliver.
+//
+// Why not multi-region strong consistency (MRSC), where a condition holds across regions
+// and the tombstone alone would do: an MRSC global table has exactly three replicas, or
+// two and a witness, all in one Region set (US: us-east-1, us-east-2, us-west-2; EU:
+// eu-west-1, eu-west-2, eu-west-3, eu-central-1; AP: ap-northeast-1, -2, -3: AWS
+// CloudFormation User Guide, AWS::DynamoDB::GlobalTable GlobalTableWitness,
+// https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-dynamodb-globaltable-globaltablewitness.html),
+// so cdk.json's sites, eu-west-1 and us-east-1, cannot be one; and the mode is chosen
+// when the global table is made, from an empty table (AWS's MRSC example:
+// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/example_dynamodb_Scenario_MRSCGlobalTables_section.html).
+// Expiry rests on TTL (expiresAt). Whether MRSC tables take TTL could not be read from
+// AWS's own page here: the stored copies of the developer guide that could be searched
+// did not return the MRSC limits of "How DynamoDB global tables work"
+// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/V2globaltables_HowItWorks.html);
+// two public secondary sources (a deployment guide's README, an exam note quoting the
+// guide) say MRSC does not support TTL, as DESIGN.md does, so it is taken as unsupported
+// until checked there. MRSC could at most be an option, for sites that fit one Region
+// set; it is not built.
 package record
 
 import (
