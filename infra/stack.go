@@ -540,8 +540,11 @@ func (s *site) authServerStatements(instanceQueues *string, table bool) *[]awsia
 			// session's logout item, and no other item. LeadingKeys are the partition keys
 			// of the items the request writes, Attributes every attribute it names; as a
 			// ForAllValues condition holds for an empty set too, Null requires the key.
-			// (Insert-only is the client's condition expression, which IAM cannot name;
-			// a logout item holds no more than a logout, which the instance may publish anyway.)
+			// StringLike matches "*" anywhere, so the key scheme needs no prefix of its own
+			// (such as "L#<cluster>#<hash>") for IAM to tell logout items apart: their keys
+			// keep their cluster's prefix, which clear-store deletes by. (Insert-only is the
+			// client's condition expression, which IAM cannot name; a logout item holds no
+			// more than a logout, which the instance may publish anyway.)
 			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 				Sid: jsii.String("WriteLogoutItems"), Actions: jsii.Strings("dynamodb:PutItem"), Resources: &[]*string{s.tableARN},
 				Conditions: &map[string]any{
