@@ -155,6 +155,9 @@ func TestBench(t *testing.T) {
 		if err := updateReadme(*readme, r.table()); err != nil {
 			t.Error(err)
 		}
+		if err := replaceBetween(*readme, lossBegin, lossEnd, r.lossSentence()); err != nil {
+			t.Error(err)
+		}
 	}
 	t.Log("\n" + r.table())
 }

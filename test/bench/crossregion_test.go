@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -465,4 +467,30 @@ Pollers ask every %s.
 		b = fmt.Appendf(b, "| %s | %d | %d | %s | %s | %s | %s |\n", d.name, len(d.l), c.Conc, ms(d.l.pct(50)), ms(d.l.pct(90)), ms(d.l.pct(99)), ms(d.l.pct(100)))
 	}
 	return string(append(b, '\n'))
+}
+
+// The README's deploy section says what a region loses between these markers.
+const (
+	lossBegin = "<!-- loss:begin -->"
+	lossEnd   = "<!-- loss:end -->"
+)
+
+// lossSentence is what the README says a killed region lost, in this run.
+func (r *report) lossSentence() string {
+	l := r.Cross.Loss
+	return fmt.Sprintf("killing a region under %d writers (about %.0f\nacknowledged changes per second) lost %d acknowledged changes, against\nrate × lag = %.0f", l.Writers, l.Rate, l.Missing, l.Expected)
+}
+
+// replaceBetween replaces the text between the markers begin and end in the file at path.
+func replaceBetween(path, begin, end, text string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no %q ... %q markers: the text was not copied there", path, begin, end)
+	}
+	return os.WriteFile(path, []byte(s[:i+len(begin)]+text+s[j:]), 0o644)
 }
