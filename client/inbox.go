@@ -257,7 +257,8 @@ func homeFirst(topics []string, region string) ([]string, int) {
 //
 // A subscription made while the instance may own sessions (any but those Open makes
 // before it returns, when it owns none) may have missed notices: the instance owns
-// nothing once it is made (owner.go).
+// nothing once it is made (owner.go), from before it counts as made, so that no Load
+// serves a copy that a missed notice made stale.
 func (b *inbox) ensure(ctx context.Context, away bool) error {
 	b.setup.Lock()
 	defer b.setup.Unlock()
@@ -278,7 +279,6 @@ func (b *inbox) ensure(ctx context.Context, away bool) error {
 	if away {
 		topics = b.topics
 	}
-	made := false
 	for i, topic := range topics {
 		b.st.Lock()
 		done := b.subs[topic]
@@ -292,7 +292,7 @@ func (b *inbox) ensure(ctx context.Context, away bool) error {
 			}
 			return err
 		}
-		made = true
+		b.s.disownAll()
 		b.st.Lock()
 		if b.url == url {
 			b.subs[topic] = true
@@ -302,9 +302,6 @@ func (b *inbox) ensure(ctx context.Context, away bool) error {
 	b.st.Lock()
 	b.problem = nil
 	b.st.Unlock()
-	if made {
-		b.s.disownAll()
-	}
 	return nil
 }
 

@@ -21,6 +21,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sessionha/sessionha/events"
+	"github.com/sessionha/sessionha/internal/record"
 )
 
 const (
@@ -195,5 +196,85 @@ func TestNoticeFromAnotherSiteRefusesTheSession(t *testing.T) {
 	}
 	if _, err := s.Load(ctx, other.ID()); err != nil {
 		t.Errorf("another session after the notices: %v", err)
+	}
+}
+
+// fakeSubscriber subscribes, failing for the topics in fail.
+type fakeSubscriber struct {
+	subscriber // the calls ensure does not make panic
+	mu         sync.Mutex
+	fail       map[string]error
+	subscribed []string
+}
+
+func (f *fakeSubscriber) Subscribe(_ context.Context, in *sns.SubscribeInput, _ ...func(*sns.Options)) (*sns.SubscribeOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail[aws.ToString(in.TopicArn)]; err != nil {
+		return nil, err
+	}
+	f.subscribed = append(f.subscribed, aws.ToString(in.TopicArn))
+	return &sns.SubscribeOutput{}, nil
+}
+
+// TestAnotherRegionOutOfReach: the subscriptions in the instance's own region are made
+// whatever another region does; while another region's is missing the instance does not
+// count as listening (so it serves nothing from memory), its own region's bus is not
+// taken for down, and the copies it owns stay owned; once it is made, the instance owns
+// nothing (a notice from that region may have gone unheard), until it writes again.
+func TestAnotherRegionOutOfReach(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Config{Persistence: PersistenceMemory, Site: "us", InstanceID: "auth-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sess, err := s.Create(ctx, NewSession{Principal: "alice", MaxIdle: time.Hour, MaxLife: 8 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owned := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		e := s.cache.get(record.Key("default", events.HashID(sess.ID())))
+		return e != nil && e.owned
+	}
+	f := &fakeSubscriber{fail: map[string]error{euNotice: errors.New("dial tcp: connection refused")}}
+	b := &inbox{s: s, sn: f, url: "https://sqs.us-east-1.amazonaws.com/1/q", arn: "arn:aws:sqs:us-east-1:1:q", subs: map[string]bool{}}
+	b.topics, b.home = homeFirst([]string{euNotice, usNotice}, "us-east-1")
+	if err := b.ensure(ctx, false); err != nil {
+		t.Fatalf("this region's subscription: %v", err)
+	}
+	if !b.homeReady() || b.ready() || b.listening() {
+		t.Errorf("home ready %v, ready %v, listening %v: want only this region's subscription made", b.homeReady(), b.ready(), b.listening())
+	}
+	s.mu.Lock()
+	s.cache.get(record.Key("default", events.HashID(sess.ID()))).owned = true // a write meanwhile, as in an ha store
+	s.mu.Unlock()
+	err = b.ensure(ctx, true)
+	var se *setupError
+	if !errors.As(err, &se) || se.kind != setupUnreachable {
+		t.Fatalf("another region out of reach: %v, want an unreachable setup error", err)
+	}
+	if b.busDown() || b.problem != nil {
+		t.Errorf("another region out of reach taken for this region's bus: problem %v", b.problem)
+	}
+	if !owned() {
+		t.Error("a failed subscription disowned the copies")
+	}
+	f.mu.Lock()
+	f.fail = nil
+	f.mu.Unlock()
+	if err := b.ensure(ctx, true); err != nil {
+		t.Fatalf("once the region answers: %v", err)
+	}
+	if !b.ready() || !b.listening() {
+		t.Error("not listening with every subscription made")
+	}
+	if owned() {
+		t.Error("still owns a copy that a notice from the other region may have made stale")
+	}
+	if !slices.Equal(f.subscribed, []string{usNotice, euNotice}) {
+		t.Errorf("subscribed %v, want this region's first", f.subscribed)
 	}
 }
