@@ -444,16 +444,19 @@ Pollers ask every %s.
   session's acknowledged changes above the seq attribute B holds never reached B. %d
   changes were acknowledged on %d sessions, %.0f per second over the two seconds before
   the kill; **%d never reached B** (on %d sessions, %d of them never seen in B at all),
-  against rate × lag = %.0f. The stand-in counted %d of A's table writes lost (the
-  functions' writes of changes not acknowledged yet included). So a region that dies
-  takes with it the changes of about its last replication lag (about half a second here,
-  typically under a second on AWS): sessions created or changed then are gone, or older,
-  in the other regions; logouts made then hold in the surviving regions only through the
-  notices that reached them.
+  against rate × lag = %.0f: %.2f s of acknowledged changes. The stand-in counted %d of
+  A's table writes lost (the functions' writes of changes not acknowledged yet
+  included). So a region that dies takes with it the changes of about its last
+  replication lag (half a second here, typically under a second on AWS), somewhat fewer
+  of the acknowledged ones: a change is acknowledged a little after it is written, when
+  it has begun to replicate. Sessions created or changed then are gone, or older, in the
+  other regions; a logout made then holds there only through its notice, for the purge
+  delay (SESSIONHA_PURGE_DELAY) on the instances that took it.
 
 `, c.Configured, c.Jitter, c.Repl.Samples, ms(c.Repl.P50), ms(c.Repl.P90), ms(c.Repl.P99), ms(c.Repl.Max), poll,
 		c.N, c.Conc, poll, c.N, c.Conc,
-		l.Writers, l.Traffic.Round(time.Millisecond), l.Acked, l.Sessions, l.Rate, l.Missing, l.MissingSessions, l.Unseen, l.Expected, l.Lost)
+		l.Writers, l.Traffic.Round(time.Millisecond), l.Acked, l.Sessions, l.Rate, l.Missing, l.MissingSessions, l.Unseen, l.Expected,
+		float64(l.Missing)/max(l.Rate, 1), l.Lost)
 	b = append(b, "| run | n | concurrency | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|\n"...)
 	for _, d := range []struct {
 		name string
@@ -478,7 +481,11 @@ const (
 // lossSentence is what the README says a killed region lost, in this run.
 func (r *report) lossSentence() string {
 	l := r.Cross.Loss
-	return fmt.Sprintf("killing a region under %d writers (about %.0f\nacknowledged changes per second) lost %d acknowledged changes, against\nrate × lag = %.0f", l.Writers, l.Rate, l.Missing, l.Expected)
+	secs := 0.0
+	if l.Rate > 0 {
+		secs = float64(l.Missing) / l.Rate
+	}
+	return fmt.Sprintf("killing a region under %d writers (about %.0f\nacknowledged changes per second) lost %d acknowledged changes, %.2f s of them,\nagainst rate × lag = %.0f", l.Writers, l.Rate, l.Missing, secs, l.Expected)
 }
 
 // replaceBetween replaces the text between the markers begin and end in the file at path.
