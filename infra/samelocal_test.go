@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/sessionha/sessionha/infra/outputs"
 	"github.com/sessionha/sessionha/infra/topology"
 )
 
@@ -20,7 +22,7 @@ import (
 // infra/topology and compares them with topology.For for the same site: the call the
 // local provisioner (local/site, local/provision) renders through SDK calls. So what
 // `cdk deploy` creates and what `make local` runs are one description: the same topic
-// and queue names, queue attributes and redrive, subscriptions with raw delivery and
+// and queue names, every site's notice topic (the peers the client subscribes to), queue attributes and redrive, subscriptions with raw delivery and
 // filter policies, the table's key, TTL and index, and the functions with their feeds.
 func TestSameTopologyAsLocal(t *testing.T) {
 	for _, sc := range testCfg.Sites {
@@ -68,6 +70,9 @@ func TestSameTopologyAsLocal(t *testing.T) {
 			slices.SortFunc(wantFns, func(a, b fnView) int { return cmpStr(a.Name, b.Name) })
 			if !reflect.DeepEqual(got.fns, wantFns) {
 				t.Errorf("functions\n template %+v\n topology %+v", got.fns, wantFns)
+			}
+			if peers := readPeers(t, tpls[sc.Name], got, sc.Region); !reflect.DeepEqual(peers, want.Peers) {
+				t.Errorf("notice topics of every site (output %s)\n template %+v\n topology %+v", outputs.NoticeTopicARNs, peers, want.Peers)
 			}
 			if sc.Primary {
 				if !reflect.DeepEqual(got.table, want.Table) {
@@ -190,6 +195,35 @@ func readTopology(t *testing.T, tpl map[string]any, primary bool) readBack {
 		rb.table = readTable(t, r)
 	}
 	return rb
+}
+
+// readPeers reads the stack's list of every site's notice topic (its output, which the
+// env file hands the client) back as the topology's Peers: the stack's own topic by
+// reference, the others as ARNs naming their region and topic. The site a peer is comes
+// from its topic's name (sessionha-<site>-notice).
+func readPeers(t *testing.T, tpl map[string]any, rb readBack, region string) []topology.Peer {
+	t.Helper()
+	outs, _ := tpl["Outputs"].(map[string]any)
+	o, _ := outs[outputs.LogicalID(outputs.NoticeTopicARNs)].(map[string]any)
+	if o == nil {
+		t.Errorf("no output %s", outputs.NoticeTopicARNs)
+		return nil
+	}
+	var peers []topology.Peer
+	for _, arn := range strings.Split(flat(o["Value"]), ",") {
+		p := topology.Peer{Region: region}
+		if id, ok := strings.CutPrefix(arn, "<"); ok {
+			p.NoticeTopic = rb.topics[strings.TrimSuffix(id, ">")]
+		} else if f := strings.Split(arn, ":"); len(f) >= 6 && f[len(f)-4] == "sns" { // the partition is <AWS::Partition>
+			p.Region, p.NoticeTopic = f[len(f)-3], f[len(f)-1]
+		} else {
+			t.Errorf("output %s: %q is not a topic's ARN", outputs.NoticeTopicARNs, arn)
+		}
+		site := strings.TrimSuffix(strings.TrimPrefix(p.NoticeTopic, "sessionha-"), "-notice")
+		p.Site = site
+		peers = append(peers, p)
+	}
+	return peers
 }
 
 // readTable reads a GlobalTable back as a topology.Table, checking the attribute types

@@ -371,7 +371,8 @@ func TestFunctionLeastPrivilege(t *testing.T) {
 
 // TestAuthServerPolicies: the auth servers' policy and the bus-only one grant what the
 // client calls and nothing more; the bus-only one no table access at all; Subscribe only
-// of an instance queue of the site, as a queue.
+// of an instance queue of the site, as a queue, to the site's reply topic and to every
+// site's notice topic (and publishing only to the site's own topics).
 func TestAuthServerPolicies(t *testing.T) {
 	for name, tpl := range tpls {
 		sc := siteNamed(name)
@@ -403,12 +404,18 @@ func TestAuthServerPolicies(t *testing.T) {
 		common = append(common, on(queues, "sqs:GetQueueUrl", "sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes",
 			"sqs:TagQueue", "sqs:ListQueueTags", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:DeleteQueue")...)
 		common = append(common, on("*", "sqs:ListQueues")...)
-		for _, id := range []string{topology.TopicReply, topology.TopicNotice} {
-			common = append(common, on(topic(id), "sns:Subscribe", "sns:Unsubscribe", "sns:ListSubscriptionsByTopic")...)
+		// Subscribing, and managing the subscriptions: the site's reply topic and every
+		// site's notice topic (notices cross sites).
+		notices := noticeARNs(t, tpl, sc)
+		if len(notices) != len(testCfg.Sites) {
+			t.Fatalf("%s: %d notice topics, want one per site", name, len(notices))
+		}
+		for _, arn := range append([]string{topic(topology.TopicReply)}, notices...) {
+			common = append(common, on(arn, "sns:Subscribe", "sns:Unsubscribe", "sns:ListSubscriptionsByTopic")...)
 		}
 		// Open's start-up checks.
-		for _, id := range []string{topology.TopicOps, topology.TopicQuery, topology.TopicReply, topology.TopicNotice} {
-			common = append(common, on(topic(id), "sns:GetTopicAttributes")...)
+		for _, arn := range append([]string{topic(topology.TopicOps), topic(topology.TopicQuery), topic(topology.TopicReply)}, notices...) {
+			common = append(common, on(arn, "sns:GetTopicAttributes")...)
 		}
 		wantDirect := append(slices.Clone(common), on(table, "dynamodb:GetItem", "dynamodb:DescribeTable")...)
 		wantDirect = append(wantDirect, on(table+"/index/"+topology.IndexByPrincipal, "dynamodb:Query")...)
@@ -478,6 +485,7 @@ func TestOutputs(t *testing.T) {
 		for _, tp := range topo.Topics {
 			want[tp.EnvVar] = "<" + idOf(t, tpl, "AWS::SNS::Topic", "TopicName", tp.Name) + ">"
 		}
+		want[outputs.NoticeTopicARNs] = strings.Join(noticeARNs(t, tpl, sc), ",")
 		if len(outs) != len(want) {
 			t.Errorf("%s: outputs %v, want one per %v", name, slices.Sorted(maps.Keys(outs)), slices.Sorted(maps.Keys(want)))
 		}

@@ -26,6 +26,10 @@ const (
 	QueryTopicARN  = "SESSIONHA_QUERY_TOPIC_ARN"
 	ReplyTopicARN  = "SESSIONHA_REPLY_TOPIC_ARN"
 	NoticeTopicARN = "SESSIONHA_NOTICE_TOPIC_ARN"
+	// NoticeTopicARNs lists every site's notice topic, this site's first, comma-separated
+	// (topology.NoticeTopicsEnvVar): an instance subscribes its queue to all of them. Not
+	// in Required: a client without it hears its own site's notice topic only.
+	NoticeTopicARNs = "SESSIONHA_NOTICE_TOPIC_ARNS"
 	// AuthPolicyARN is the managed policy to attach to the auth servers' role. Clients
 	// ignore it; it is in the env file so that scripts can attach it.
 	AuthPolicyARN = "SESSIONHA_AUTH_POLICY_ARN"

@@ -9,6 +9,7 @@ package topology
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -185,7 +186,8 @@ type Function struct {
 	Env map[string]string
 }
 
-// Topology is every resource of one site.
+// Topology is every resource of one site, and what the site knows of the other sites
+// of its deployment.
 type Topology struct {
 	Site          Site
 	Table         Table
@@ -193,7 +195,33 @@ type Topology struct {
 	Queues        []Queue
 	Subscriptions []Subscription
 	Functions     []Function
+	// Peers are the notice topics of every site of the deployment, this one's first, then
+	// the others in the deployment's order: each auth server instance subscribes its own
+	// queue to all of them (cross-region subscriptions where a peer is in another
+	// region), so that a destroy notice with scope "all", and a superseded notice for the
+	// instance from any site, reaches it. The client takes their ARNs from NoticeTopicsEnvVar.
+	Peers []Peer
 }
+
+// Peer is one site of the deployment as another site's instances see it: where its
+// notice topic is. Its ARN is the renderer's to make (the CDK app from the account and
+// partition tokens, without cross-stack references; the local stack from what it
+// provisioned), from NoticeTopicARN.
+type Peer struct {
+	Site        string // the site's name
+	Region      string // the site's region: SNS takes a call about the topic only there
+	NoticeTopic string // the name of its notice topic
+}
+
+// NoticeTopicARN is the ARN of the peer's notice topic in the given partition ("aws")
+// and account.
+func (p Peer) NoticeTopicARN(partition, account string) string {
+	return "arn:" + partition + ":sns:" + p.Region + ":" + account + ":" + p.NoticeTopic
+}
+
+// NoticeTopicsEnvVar is the variable (and stack output) listing the notice topic ARNs of
+// every site, this site's first, comma-separated.
+const NoticeTopicsEnvVar = "SESSIONHA_NOTICE_TOPIC_ARNS"
 
 // Names of things, shared by the renderers and the client's environment.
 const (
@@ -242,7 +270,8 @@ func For(site Site, table string) (Topology, error) {
 	name := func(part string) string { return "sessionha-" + site.Name + "-" + part }
 	const retention = 4 * 24 * time.Hour // SQS's default; DLQs keep 14 days for operators
 	t := Topology{
-		Site: site,
+		Site:  site,
+		Peers: []Peer{{Site: site.Name, Region: site.Region, NoticeTopic: name("notice")}},
 		Table: Table{Name: table, PartitionKey: PartitionKey, TTLAttribute: TTLAttribute, Indexes: []Index{{
 			Name: IndexByPrincipal, PartitionKey: "upk", SortKey: "cr",
 			// What List needs to show a session and filter out expired ones, without the attributes.
@@ -304,6 +333,38 @@ func For(site Site, table string) (Topology, error) {
 	}
 	return t, nil
 }
+
+// ForDeployment describes every site of a deployment, each knowing all of them (its
+// Peers): what `cdk deploy` and `make local` render for several sites. table is the
+// deployment's table name ("" for DefaultTable). Site names must be unique.
+func ForDeployment(sites []Site, table string) ([]Topology, error) {
+	if len(sites) == 0 {
+		return nil, fmt.Errorf("topology: a deployment needs at least one site")
+	}
+	topos := make([]Topology, len(sites))
+	var peers []Peer
+	for i, s := range sites {
+		t, err := For(s, table)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range peers {
+			if p.Site == s.Name {
+				return nil, fmt.Errorf("topology: site %q is listed twice", s.Name)
+			}
+		}
+		topos[i] = t
+		peers = append(peers, t.Peers[0])
+	}
+	for i := range topos {
+		own := topos[i].Peers[0]
+		topos[i].Peers = append([]Peer{own}, slices.DeleteFunc(slices.Clone(peers), func(p Peer) bool { return p.Site == own.Site })...)
+	}
+	return topos, nil
+}
+
+// Topologies describes every site of the deployment (ForDeployment).
+func (d Deployment) Topologies() ([]Topology, error) { return ForDeployment(d.Sites, d.Table) }
 
 // Queue returns the queue with the given ID.
 func (t Topology) Queue(id string) (Queue, bool) {

@@ -3,6 +3,7 @@ package topology
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +154,48 @@ func TestReadCDKJSONRetrySettings(t *testing.T) {
 		if got := (retry.Schedule{Base: s.RetryBase, Max: s.RetryMax}).Before(s.MaxReceiveCount); got < 45*time.Minute {
 			t.Errorf("cdk.json site %s retries for at least %s before the DLQ; want well over 30 min", site.Name, got)
 		}
+	}
+}
+
+// TestForDeploymentPeers: every site of a deployment knows every site's notice topic,
+// its own first, then the others in the deployment's order; a lone site knows itself.
+func TestForDeploymentPeers(t *testing.T) {
+	sites := []Site{{Name: "eu", Region: "eu-west-1", Primary: true}, {Name: "us", Region: "us-east-1"}, {Name: "ap", Region: "ap-southeast-2"}}
+	topos, err := ForDeployment(sites, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := func(name, region string) Peer {
+		return Peer{Site: name, Region: region, NoticeTopic: "sessionha-" + name + "-notice"}
+	}
+	eu, us, ap := peer("eu", "eu-west-1"), peer("us", "us-east-1"), peer("ap", "ap-southeast-2")
+	want := map[string][]Peer{"eu": {eu, us, ap}, "us": {us, eu, ap}, "ap": {ap, eu, us}}
+	for _, topo := range topos {
+		if got := topo.Peers; !slices.Equal(got, want[topo.Site.Name]) {
+			t.Errorf("site %s: peers %+v, want %+v", topo.Site.Name, got, want[topo.Site.Name])
+		}
+		notice, _ := topo.Topic(TopicNotice)
+		if topo.Peers[0].NoticeTopic != notice.Name {
+			t.Errorf("site %s: its own peer names topic %s, its notice topic is %s", topo.Site.Name, topo.Peers[0].NoticeTopic, notice.Name)
+		}
+	}
+	alone, err := For(sites[1], "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(alone.Peers, []Peer{us}) {
+		t.Errorf("a lone site's peers %+v, want itself", alone.Peers)
+	}
+	if got := us.NoticeTopicARN("aws", "123456789012"); got != "arn:aws:sns:us-east-1:123456789012:sessionha-us-notice" {
+		t.Errorf("NoticeTopicARN = %s", got)
+	}
+	if _, err := ForDeployment([]Site{sites[0], sites[0]}, ""); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("a site listed twice: %v", err)
+	}
+	if _, err := ForDeployment([]Site{sites[0], {Name: "Bad_Name", Region: "us-east-1"}}, ""); err == nil {
+		t.Error("a bad site accepted")
+	}
+	if _, err := ForDeployment(nil, ""); err == nil {
+		t.Error("no sites accepted")
 	}
 }

@@ -226,11 +226,25 @@ func (s *Site) Env() []string {
 	for _, t := range s.Topology.Topics {
 		m[t.EnvVar] = s.Outputs.TopicARNs[t.ID]
 	}
+	m[topology.NoticeTopicsEnvVar] = strings.Join(s.NoticeTopicARNs(), ",")
 	lines := make([]string, 0, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		lines = append(lines, k+"="+m[k])
 	}
 	return lines
+}
+
+// NoticeTopicARNs are the notice topics of every site of the stack (the topology's
+// Peers, this site's first), as provisioned: what SESSIONHA_NOTICE_TOPIC_ARNS lists, and
+// an instance subscribes its queue to.
+func (s *Site) NoticeTopicARNs() []string {
+	var arns []string
+	for _, p := range s.Topology.Peers {
+		if ps := s.Stack.Site(p.Site); ps != nil {
+			arns = append(arns, ps.Outputs.TopicARNs[topology.TopicNotice])
+		}
+	}
+	return arns
 }
 
 // WriteEnv writes Env to path (mode 0600), replacing it atomically.

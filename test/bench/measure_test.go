@@ -532,6 +532,10 @@ func (b *bencher) coldStarts(k int) coldResult {
 		Env: map[string]string{
 			"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ENDPOINT_URL": theSite.EdgeURL(),
 			"AWS_EC2_METADATA_DISABLED": "true", "SESSIONHA_TABLE": b.table, "SESSIONHA_SITE": "local",
+			// Required since the function dead-letters and retries itself (internal/batch);
+			// a create that applies touches neither queue.
+			"SESSIONHA_QUEUE_URL": theSite.Outputs.QueueURLs[topology.QueueOps], "SESSIONHA_DLQ_URL": theSite.Outputs.QueueURLs[topology.QueueOpsDLQ],
+			"SESSIONHA_NOTICE_TOPIC_ARN": theSite.Outputs.TopicARNs[topology.TopicNotice],
 		},
 	})
 	if err != nil {

@@ -157,6 +157,16 @@ func TestUpClientStop(t *testing.T) {
 		usEnv["SESSIONHA_OPS_TOPIC_ARN"] == env["SESSIONHA_OPS_TOPIC_ARN"] || !strings.Contains(usEnv["SESSIONHA_OPS_TOPIC_ARN"], ":us-east-1:") {
 		t.Errorf("us.env: want site us in us-east-1 with the same table and its own topics: %v", usEnv)
 	}
+	// Every site's notice topic, the file's own site's first: notices cross sites.
+	for _, e := range []map[string]string{env, usEnv} {
+		other := euEnv
+		if e["SESSIONHA_SITE"] == "eu" {
+			other = usEnv
+		}
+		if want := e["SESSIONHA_NOTICE_TOPIC_ARN"] + "," + other["SESSIONHA_NOTICE_TOPIC_ARN"]; e["SESSIONHA_NOTICE_TOPIC_ARNS"] != want {
+			t.Errorf("%s.env: SESSIONHA_NOTICE_TOPIC_ARNS=%q, want %q", e["SESSIONHA_SITE"], e["SESSIONHA_NOTICE_TOPIC_ARNS"], want)
+		}
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
