@@ -45,6 +45,9 @@ func (s *Store) checkResources(ctx context.Context, db describer, bus topicReade
 	if s.cfg.NoticeScope != NoticeOff {
 		topics = append(topics, topic{"NoticeTopicARN", "SESSIONHA_NOTICE_TOPIC_ARN", s.cfg.NoticeTopicARN})
 	}
+	if s.cfg.LifecycleTopicARN != "" {
+		topics = append(topics, topic{"LifecycleTopicARN", "SESSIONHA_LIFECYCLE_TOPIC_ARN", s.cfg.LifecycleTopicARN})
+	}
 	errs := make([]error, len(topics)+1)
 	var wg sync.WaitGroup
 	wg.Go(func() { errs[0] = s.checkTable(ctx, db, region) })

@@ -260,7 +260,7 @@ func (b *inbox) sweepLoop(ctx context.Context, every time.Duration) {
 	defer b.done.Done()
 	cfg := b.s.cfg
 	var topics []string
-	for _, t := range []string{cfg.ReplyTopicARN, cfg.NoticeTopicARN} {
+	for _, t := range []string{cfg.ReplyTopicARN, cfg.NoticeTopicARN, cfg.LifecycleTopicARN} {
 		if t != "" {
 			topics = append(topics, t)
 		}
