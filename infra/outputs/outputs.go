@@ -26,6 +26,10 @@ const (
 	QueryTopicARN  = "SESSIONHA_QUERY_TOPIC_ARN"
 	ReplyTopicARN  = "SESSIONHA_REPLY_TOPIC_ARN"
 	NoticeTopicARN = "SESSIONHA_NOTICE_TOPIC_ARN"
+	// LifecycleTopicARN is the site's lifecycle topic (client.Config.LifecycleTopicARN,
+	// and where operators subscribe for every session's events). Not in Required: stacks
+	// deployed before it was added still give a whole env file.
+	LifecycleTopicARN = "SESSIONHA_LIFECYCLE_TOPIC_ARN"
 	// AuthPolicyARN is the managed policy to attach to the auth servers' role. Clients
 	// ignore it; it is in the env file so that scripts can attach it.
 	AuthPolicyARN = "SESSIONHA_AUTH_POLICY_ARN"
