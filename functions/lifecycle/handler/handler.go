@@ -26,7 +26,10 @@
 //     first, and At the deadline itself, computed from the old image: when the session
 //     really ended, not when the table noticed.
 //   - a logout item (key cluster#hash#logout, cross-region logout's insert-only item):
-//     destroyed, under the same key as the tombstone's.
+//     destroyed, under the same key as the tombstone's. It is the one record that tells a
+//     logout whose tombstone a replicated save overwrote (last writer wins across
+//     regions); the item alone cannot tell whether its session was ever stored or had
+//     already ended, so such a logout is a destroyed event too.
 //   - anything else (a save by the owner, a tombstone swept, a destroy of a session the
 //     table never held, items of kinds this build does not know) is no event.
 //
