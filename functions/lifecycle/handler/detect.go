@@ -53,7 +53,9 @@ func Detect(rec *lambdaevents.DynamoDBEventRecord, site string) (*events.Lifecyc
 	case !ok:
 		return nil, Unknown, "key of an unknown shape"
 	case rest == logoutSuffix:
-		return logout(rec, cluster, hash, site)
+		// Cross-region logout's own item: the session's tombstone tells its end (see the
+		// package doc).
+		return nil, NoEvent, rec.EventName + " of a logout item"
 	case rest != "":
 		return nil, Unknown, "key of an unknown kind of item"
 	}
@@ -140,42 +142,6 @@ func expired(e *events.Lifecycle, old *record.Item, deadline time.Time) {
 	if old.Created+old.MaxLife*1000 <= old.LastAccess+old.MaxIdle*1000 {
 		e.Reason = events.ExpiredMaxLife
 	}
-}
-
-// logout is the event of a session's logout item (a key of its own, insert-only, that
-// cross-region logout writes so that no replicated save can undo a logout): the
-// session's end, under the same key as its tombstone's, for the site the item names. What
-// the item holds besides its key is read leniently: a site ("site"), a writer ("wr"), a
-// reason ("why" or "reason"); without a site every region's function publishes it, and
-// the key makes the copies one.
-func logout(rec *lambdaevents.DynamoDBEventRecord, cluster, hash, site string) (*events.Lifecycle, Outcome, string) {
-	if rec.EventName != string(lambdaevents.DynamoDBOperationTypeInsert) || len(rec.Change.NewImage) == 0 {
-		return nil, NoEvent, rec.EventName + " of a logout item"
-	}
-	img := rec.Change.NewImage
-	str := func(names ...string) string {
-		for _, n := range names {
-			if v, ok := img[n]; ok && v.DataType() == lambdaevents.DataTypeString {
-				return v.String()
-			}
-		}
-		return ""
-	}
-	by, bySite := str("wr", "writer"), str("site")
-	if bySite != "" && bySite != site {
-		return nil, OtherSite, "site " + bySite
-	}
-	reason := str("why", "reason")
-	if reason == "" {
-		reason = events.ReasonLogout
-	}
-	e := &events.Lifecycle{V: events.SchemaVersion, Kind: events.LifecycleDestroyed, Cluster: cluster, ID: hash,
-		Key: events.LifecycleKey(events.LifecycleDestroyed, cluster, hash, ""), By: by, BySite: bySite,
-		Reason: reason, At: changeTime(rec).UnixMilli()}
-	if err := e.Validate(); err != nil {
-		return nil, Unknown, "logout item: " + err.Error()
-	}
-	return e, Event, ""
 }
 
 // splitKey splits a table key into the session's cluster and hash and what follows them

@@ -25,11 +25,14 @@
 //     tombstoned at or after its deadline. Reason "idle" or "max-life", whichever came
 //     first, and At the deadline itself, computed from the old image: when the session
 //     really ended, not when the table noticed.
-//   - a logout item (key cluster#hash#logout, cross-region logout's insert-only item):
-//     destroyed, under the same key as the tombstone's. It is the one record that tells a
-//     logout whose tombstone a replicated save overwrote (last writer wins across
-//     regions); the item alone cannot tell whether its session was ever stored or had
-//     already ended, so such a logout is a destroyed event too.
+//   - a logout item (key cluster#hash#logout: cross-region logout's insert-only item,
+//     written with the tombstone) is no event of its own. The tombstone tells the end,
+//     with why, by whom and whose session it was; an event made from the logout item
+//     could tell none of that (the item holds only the destroy's version), and two
+//     different events under one key would leave a consumer with whichever came first.
+//     When a replicated save overwrote the tombstone (last writer wins across regions),
+//     the end is told by the tombstone the next merge of the session writes over it, or
+//     by its expiry.
 //   - anything else (a save by the owner, a tombstone swept, a destroy of a session the
 //     table never held, items of kinds this build does not know) is no event.
 //
