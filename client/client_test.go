@@ -52,7 +52,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 	env := map[string]string{
 		"SESSIONHA_SITE": "eu", "SESSIONHA_CLUSTER": "c1", "SESSIONHA_INSTANCE_ID": "auth-1",
 		"SESSIONHA_TABLE": "t", "SESSIONHA_OPS_TOPIC_ARN": "arn:ops", "SESSIONHA_QUERY_TOPIC_ARN": "arn:q",
-		"SESSIONHA_REPLY_TOPIC_ARN": "arn:r", "SESSIONHA_NOTICE_TOPIC_ARN": "arn:n",
+		"SESSIONHA_REPLY_TOPIC_ARN": "arn:r", "SESSIONHA_NOTICE_TOPIC_ARN": "arn:n", "SESSIONHA_LIFECYCLE_TOPIC_ARN": "arn:l",
 		"SESSIONHA_PERSISTENCE": "memory", "SESSIONHA_FREQUENCY": "time-based", "SESSIONHA_SCOPE": "modified-session",
 		"SESSIONHA_READ_PATH": "bus", "SESSIONHA_MAX_WAIT": "250ms", "SESSIONHA_FLUSH_INTERVAL": "3s",
 		"SESSIONHA_MAX_SESSIONS": "42", "SESSIONHA_FILE_DIR": "/var/lib/sessions", "SESSIONHA_PUBLISH_TIMEOUT": "750ms",
@@ -68,7 +68,7 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Site: "eu", Cluster: "c1", InstanceID: "auth-1", Table: "t", OpsTopicARN: "arn:ops",
-		QueryTopicARN: "arn:q", ReplyTopicARN: "arn:r", NoticeTopicARN: "arn:n", Persistence: PersistenceMemory,
+		QueryTopicARN: "arn:q", ReplyTopicARN: "arn:r", NoticeTopicARN: "arn:n", LifecycleTopicARN: "arn:l", Persistence: PersistenceMemory,
 		Frequency: FrequencyTimeBased, Scope: ScopeModifiedSession, ReadPath: ReadBus, MaxWait: 250 * time.Millisecond,
 		FlushInterval: 3 * time.Second, MaxSessions: 42, Dir: "/var/lib/sessions", PublishTimeout: 750 * time.Millisecond,
 		JournalDir: "/var/lib/sessionha", SweepQueuesEvery: -1, OrphanQueueAge: 2 * time.Hour,

@@ -111,6 +111,10 @@ type Config struct {
 	// It must list NoticeTopicARN. Default: NoticeTopicARN alone (this site's notices only,
 	// whatever NoticeScope says).
 	NoticeTopicARNs []string
+	// LifecycleTopicARN is the site's lifecycle topic (SESSIONHA_LIFECYCLE_TOPIC_ARN):
+	// with it, persistence ha, this instance's queue takes the lifecycle events of its own
+	// sessions (destroyed, expired, moved) for OnLifecycle's listeners. Default "": none.
+	LifecycleTopicARN string
 	// Persistence is memory, file or ha (SESSIONHA_PERSISTENCE). Default ha.
 	Persistence Persistence
 	// Frequency is web-method or time-based (SESSIONHA_FREQUENCY). Default web-method.
@@ -236,6 +240,7 @@ var envVars = []struct {
 		}
 		return nil
 	}},
+	{"SESSIONHA_LIFECYCLE_TOPIC_ARN", func(c *Config, v string) error { c.LifecycleTopicARN = v; return nil }},
 	{"SESSIONHA_PERSISTENCE", func(c *Config, v string) error { c.Persistence = Persistence(v); return nil }},
 	{"SESSIONHA_FREQUENCY", func(c *Config, v string) error { c.Frequency = Frequency(v); return nil }},
 	{"SESSIONHA_FLUSH_INTERVAL", func(c *Config, v string) (err error) { c.FlushInterval, err = parseDuration(v); return }},

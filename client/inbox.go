@@ -39,7 +39,9 @@ import (
 // first, and Open waits for them; those in other regions follow, and while one is
 // missing (its region out of reach) the instance does not serve sessions from memory
 // (owner.go: it cannot hear every site), and when it is made the instance drops its
-// ownership of every copy, since a notice may have gone unheard meanwhile.
+// ownership of every copy, since a notice may have gone unheard meanwhile. With a
+// lifecycle topic the queue also takes its sessions' lifecycle events (filtered on its
+// instance id: lifecycle.go).
 //
 // Its life cycle, and why. SQS refuses to make a queue of a name deleted in the last 60 s
 // (QueueDeletedRecently), allows one PurgeQueue per queue per 60 s, and may delete what
@@ -195,6 +197,10 @@ func (s *Store) openInbox(ctx context.Context, q queueAPI, sn subscriber) (*inbo
 	if s.cfg.NoticeScope != NoticeOff {
 		topics = append(topics, s.cfg.NoticeTopicARNs...)
 	}
+	if s.cfg.LifecycleTopicARN != "" {
+		topics = append(topics, s.cfg.LifecycleTopicARN) // lifecycle.go
+		s.startLifecycle()
+	}
 	b.topics, b.home = homeFirst(topics, s.region)
 	if err := b.ensure(ctx, false); err != nil {
 		var se *setupError
@@ -227,6 +233,9 @@ func (s *Store) openInbox(ctx context.Context, q queueAPI, sn subscriber) (*inbo
 	b.done.Add(2)
 	go b.receive(rctx)
 	go b.keepAlive(rctx)
+	if s.cfg.LifecycleTopicARN != "" {
+		b.done.Go(func() { s.dispatchLifecycle(rctx) })
+	}
 	if every := s.cfg.SweepQueuesEvery; every > 0 {
 		b.done.Add(1)
 		go b.sweepLoop(rctx, every)
@@ -413,6 +422,8 @@ func (b *inbox) subscribe(ctx context.Context, topic, queueARN string) *setupErr
 	switch {
 	case topic == cfg.ReplyTopicARN:
 		attrs["FilterPolicy"] = fmt.Sprintf(`{"requester":[%q]}`, cfg.InstanceID)
+	case topic == cfg.LifecycleTopicARN:
+		attrs["FilterPolicy"] = lifecycleFilter(cfg) // lifecycle.go
 	default: // the notice topic
 		attrs["FilterPolicy"] = noticeFilter(cfg) // owner.go
 	}
@@ -657,7 +668,9 @@ func (b *inbox) receive(ctx context.Context) {
 		}
 		var done []sqstypes.DeleteMessageBatchRequestEntry
 		for i, m := range out.Messages {
-			b.handle(m)
+			if !b.handle(m) {
+				continue // left in the queue: it comes again
+			}
 			done = append(done, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
 		}
 		if len(done) > 0 {
@@ -716,19 +729,23 @@ func isTransient(err error) bool {
 	return false
 }
 
-// handle routes one message: a reply carries the "requester" attribute, a superseded
-// notice "owner", a destroy notice "site".
-func (b *inbox) handle(m sqstypes.Message) {
+// handle routes one message: a lifecycle event carries the "lifecycle" attribute, a
+// reply "requester", a superseded notice "owner", a destroy notice "site". It reports
+// whether the message is done with (false: leave it in the queue).
+func (b *inbox) handle(m sqstypes.Message) bool {
 	body := []byte(aws.ToString(m.Body))
+	if _, ok := m.MessageAttributes[events.LifecycleAttrKind]; ok {
+		return b.s.takeLifecycle(body) // lifecycle.go
+	}
 	if _, ok := m.MessageAttributes["owner"]; ok {
 		b.s.superseded(body) // owner.go
-		return
+		return true
 	}
 	if _, ok := m.MessageAttributes["requester"]; ok {
 		r, err := events.DecodeReply(body)
 		if err != nil {
 			b.s.log.Warn("bad reply ignored", "kind", events.ErrorKind(err), "reason", err.Error())
-			return
+			return true
 		}
 		b.mu.Lock()
 		ch := b.waiters[r.RequestID]
@@ -739,17 +756,18 @@ func (b *inbox) handle(m sqstypes.Message) {
 			default: // a duplicate delivery: the first answer is already there
 			}
 		}
-		return // no waiter: a predecessor's query, or one that gave up
+		return true // no waiter: a predecessor's query, or one that gave up
 	}
 	n, err := events.DecodeNotice(body)
 	if err != nil {
 		b.s.log.Warn("bad notice ignored", "kind", events.ErrorKind(err), "reason", err.Error())
-		return
+		return true
 	}
 	if n.Cluster == b.s.cfg.Cluster {
 		b.s.revoke(record.Key(n.Cluster, n.ID))
 		b.s.stats.notices.Add(1)
 	}
+	return true
 }
 
 // wait registers a waiter for the reply to request id; cancel removes it.

@@ -50,6 +50,9 @@ func (s *Store) checkResources(ctx context.Context, db describer, bus topicReade
 			}
 		}
 	}
+	if s.cfg.LifecycleTopicARN != "" {
+		topics = append(topics, topic{"LifecycleTopicARN", "SESSIONHA_LIFECYCLE_TOPIC_ARN", s.cfg.LifecycleTopicARN})
+	}
 	errs := make([]error, len(topics)+1)
 	var wg sync.WaitGroup
 	wg.Go(func() { errs[0] = s.checkTable(ctx, db, region) })

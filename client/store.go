@@ -64,6 +64,8 @@ type Store struct {
 	index   record.Querier // ha: the per-user index
 	inbox   *inbox         // ha with ReadPath bus or notices: this instance's queue
 	journal *journal       // ha: what degraded mode acknowledged, on local disk
+	// lifecycle holds OnLifecycle's listeners and the events on their way (lifecycle.go).
+	lifecycle lifecycleHub
 
 	mu sync.Mutex // guards what follows, and every entry
 	cache
@@ -139,7 +141,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			releaseInstance(cfg.InstanceID)
 			return nil, err
 		}
-		if cfg.ReadPath == ReadBus || cfg.NoticeScope != NoticeOff {
+		if cfg.ReadPath == ReadBus || cfg.NoticeScope != NoticeOff || cfg.LifecycleTopicARN != "" {
 			ib, err := s.openInbox(ctx, sqs.NewFromConfig(*awsCfg), topics)
 			if err != nil {
 				s.journal.close(false)

@@ -262,7 +262,7 @@ func (b *inbox) sweepLoop(ctx context.Context, every time.Duration) {
 	defer b.done.Done()
 	cfg := b.s.cfg
 	var topics []string
-	for _, t := range append([]string{cfg.ReplyTopicARN, cfg.NoticeTopicARN}, cfg.NoticeTopicARNs...) {
+	for _, t := range append([]string{cfg.ReplyTopicARN, cfg.NoticeTopicARN, cfg.LifecycleTopicARN}, cfg.NoticeTopicARNs...) {
 		if t != "" && !slices.Contains(topics, t) {
 			topics = append(topics, t)
 		}

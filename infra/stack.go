@@ -96,6 +96,7 @@ type site struct {
 	key      awskms.Key
 	table    awsdynamodb.TableV2 // the primary site's only
 	tableARN *string             // the replica in this stack's region
+	stream   awsdynamodb.ITable  // the replica whose stream feeds functions (stream.go)
 	topics   map[string]awssns.Topic
 	queues   map[string]awssqs.Queue
 	fns      map[string]awslambda.Function
@@ -261,7 +262,7 @@ func (s *site) functions() error {
 			return fmt.Errorf("function %s: %w: build the arm64 bootstraps first (make build; make synth does it)", f.ID, err)
 		}
 		queue := s.queues[f.Queue]
-		if queue == nil {
+		if queue == nil && f.Stream == nil {
 			return fmt.Errorf("function %s: its queue %q is not in the topology", f.ID, f.Queue)
 		}
 		id := camel(f.ID)
@@ -318,12 +319,20 @@ func (s *site) functions() error {
 			Role:         role,
 			LogGroup:     logs,
 		})
-		fn.AddEventSource(awslambdaeventsources.NewSqsEventSource(queue, &awslambdaeventsources.SqsEventSourceProps{
-			BatchSize:               jsii.Number(f.BatchSize),
-			MaxBatchingWindow:       seconds(f.BatchingWindow),
-			MaxConcurrency:          jsii.Number(f.MaxConcurrency),
-			ReportBatchItemFailures: jsii.Bool(true), // a bad message fails only itself
-		}))
+		if f.Stream != nil {
+			src, err := s.streamSource(f) // stream.go
+			if err != nil {
+				return err
+			}
+			fn.AddEventSource(src)
+		} else {
+			fn.AddEventSource(awslambdaeventsources.NewSqsEventSource(queue, &awslambdaeventsources.SqsEventSourceProps{
+				BatchSize:               jsii.Number(f.BatchSize),
+				MaxBatchingWindow:       seconds(f.BatchingWindow),
+				MaxConcurrency:          jsii.Number(f.MaxConcurrency),
+				ReportBatchItemFailures: jsii.Bool(true), // a bad message fails only itself
+			}))
+		}
 		if s.table != nil && len(acc.TableActions) > 0 {
 			// The function's policy names the table by ARN, which CloudFormation cannot
 			// see as a dependency: don't start consuming before the table exists.
@@ -366,12 +375,7 @@ func (s *site) resolveEnv(f topology.Function) (map[string]*string, error) {
 // message in a source queue means the functions are failing or falling behind. No actions
 // are wired: operators route the alarms to their own paging.
 func (s *site) alarms() {
-	isDLQ := map[string]bool{}
-	for _, q := range s.topo.Queues {
-		if q.DLQ != "" {
-			isDLQ[q.DLQ] = true
-		}
-	}
+	isDLQ := s.topo.DeadLetterQueues() // redrive targets and stream mappings' on-failure queues
 	minute := awscdk.Duration_Minutes(jsii.Number(1))
 	for _, q := range s.topo.Queues {
 		queue := s.queues[q.ID]
@@ -456,8 +460,9 @@ func (s *site) dashboard() {
 // bus-only instances (ReadPath bus), which get no table access at all. Both may publish
 // operations, queries and destroy notices, and own the per-instance queues: an instance
 // finds or makes its own at Open, keeps it alive with a tag, receives from it, subscribes
-// it (and only it) to the reply and notice topics, and deletes the queues of instances
-// gone for good, with their subscriptions (client/inbox.go, client/sweep.go).
+// it (and only it) to the reply, notice and lifecycle topics, and deletes the queues of
+// instances gone for good, with their subscriptions (client/inbox.go, client/sweep.go,
+// client/lifecycle.go).
 func (s *site) authServerPolicies() (direct, busOnly awsiam.ManagedPolicy) {
 	reply, _ := s.topo.Topic(topology.TopicReply)
 	// Instance queues are named after the reply topic plus the instance: the client
@@ -548,7 +553,7 @@ func (s *site) authServerStatements(instanceQueues *string, table bool) *[]awsia
 		// the topic to do so; the queues use SQS-managed encryption).
 		awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 			Sid: jsii.String("SubscribeInstanceQueues"), Actions: jsii.Strings("sns:Subscribe"),
-			Resources: ptrs(topicARNs(topology.TopicReply, topology.TopicNotice)),
+			Resources: ptrs(topicARNs(topology.TopicReply, topology.TopicNotice, topology.TopicLifecycle)),
 			Conditions: &map[string]any{
 				"StringEquals": map[string]any{"sns:Protocol": "sqs"},
 				"StringLike":   map[string]any{"sns:Endpoint": instanceQueues},
@@ -556,10 +561,10 @@ func (s *site) authServerStatements(instanceQueues *string, table bool) *[]awsia
 		}),
 		// Replacing a subscription with an older filter, and removing those of a swept
 		// queue, on every topic it subscribes to.
-		stmt("ManageInstanceSubscriptions", []string{"sns:Unsubscribe", "sns:ListSubscriptionsByTopic"}, topicARNs(topology.TopicReply, topology.TopicNotice)...),
+		stmt("ManageInstanceSubscriptions", []string{"sns:Unsubscribe", "sns:ListSubscriptionsByTopic"}, topicARNs(topology.TopicReply, topology.TopicNotice, topology.TopicLifecycle)...),
 		// Open's start-up checks: every topic exists and can be used, every site's notice
 		// topic included.
-		stmt("CheckTopicsAtOpen", []string{"sns:GetTopicAttributes"}, topicARNs(topology.TopicOps, topology.TopicQuery, topology.TopicReply, topology.TopicNotice)...),
+		stmt("CheckTopicsAtOpen", []string{"sns:GetTopicAttributes"}, topicARNs(topology.TopicOps, topology.TopicQuery, topology.TopicReply, topology.TopicNotice, topology.TopicLifecycle)...),
 	}
 	if table {
 		var indexARNs []*string

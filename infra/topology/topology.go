@@ -172,11 +172,12 @@ type Subscription struct {
 	FilterPolicy string // JSON, "" for none (every message)
 }
 
-// Function is a Lambda function fed by a queue.
+// Function is a Lambda function fed by a queue, or by the session table's stream.
 type Function struct {
-	ID             string // folder under functions/: sessionop, sessionquery
+	ID             string // folder under functions/: sessionop, sessionquery, lifecycle
 	Name           string
-	Queue          string // queue ID of its event source
+	Queue          string // queue ID of its event source; "" for a function fed by Stream
+	Stream         *StreamSource
 	BatchSize      int
 	BatchingWindow time.Duration
 	MaxConcurrency int
@@ -184,6 +185,25 @@ type Function struct {
 	// Env lists the function's environment: variable -> value, where a value of the form
 	// "table:name", "topic:ID" or "queue:ID" is resolved by the renderer.
 	Env map[string]string
+}
+
+// StreamSource feeds a function from the session table's stream in the site's region (the
+// replica's, on AWS; the emulator's change feed, locally): a Lambda event source mapping
+// of DynamoDB Streams, with partial batch failures (ReportBatchItemFailures).
+type StreamSource struct {
+	// StartingPosition is where a new mapping starts reading: "TRIM_HORIZON" (the oldest
+	// record the stream keeps, 24 h) or "LATEST".
+	StartingPosition string
+	// RetryAttempts bounds the retries of a failed batch (0-10000), MaxRecordAge the age
+	// of a record still retried; past either the batch goes to OnFailure.
+	RetryAttempts int
+	MaxRecordAge  time.Duration
+	// BisectOnError splits a failed batch in two before retrying, so that what fails is
+	// narrowed down to the records that fail.
+	BisectOnError bool
+	// OnFailure is the queue ID of the mapping's on-failure destination: a message per
+	// discarded batch (its shard and sequence numbers, not its records).
+	OnFailure string
 }
 
 // Topology is every resource of one site, and what the site knows of the other sites
@@ -229,14 +249,21 @@ const (
 	TopicQuery  = "query"
 	TopicReply  = "reply"
 	TopicNotice = "notice"
+	// TopicLifecycle carries sessions' lifecycle events (events.Lifecycle) for operators,
+	// auditors and the apps' instances; nothing of the site subscribes to it.
+	TopicLifecycle = "lifecycle"
 
 	QueueOps      = "ops"
 	QueueOpsDLQ   = "ops-dlq"
 	QueueQuery    = "query"
 	QueueQueryDLQ = "query-dlq"
+	// QueueLifecycleDLQ is the lifecycle function's stream mapping's on-failure
+	// destination: the batches it gave up on.
+	QueueLifecycleDLQ = "lifecycle-dlq"
 
 	FunctionSessionOp    = "sessionop"
 	FunctionSessionQuery = "sessionquery"
+	FunctionLifecycle    = "lifecycle"
 
 	PartitionKey = "pk"
 	TTLAttribute = "expiresAt"
@@ -282,6 +309,7 @@ func For(site Site, table string) (Topology, error) {
 			{ID: TopicQuery, Name: name("query"), EnvVar: "SESSIONHA_QUERY_TOPIC_ARN"},
 			{ID: TopicReply, Name: name("reply"), EnvVar: "SESSIONHA_REPLY_TOPIC_ARN"},
 			{ID: TopicNotice, Name: name("notice"), EnvVar: "SESSIONHA_NOTICE_TOPIC_ARN"},
+			{ID: TopicLifecycle, Name: name("lifecycle"), EnvVar: "SESSIONHA_LIFECYCLE_TOPIC_ARN"},
 		},
 		Queues: []Queue{
 			{ID: QueueOpsDLQ, Name: name("ops-dlq"), Retention: 14 * 24 * time.Hour, VisibilityTimeout: 30 * time.Second},
@@ -290,6 +318,7 @@ func For(site Site, table string) (Topology, error) {
 			{ID: QueueQueryDLQ, Name: name("query-dlq"), Retention: 14 * 24 * time.Hour, VisibilityTimeout: 30 * time.Second},
 			{ID: QueueQuery, Name: name("query"), DLQ: QueueQueryDLQ, MaxReceiveCount: s.MaxReceiveCount,
 				VisibilityTimeout: s.VisibilityTimeout, Retention: retention},
+			{ID: QueueLifecycleDLQ, Name: name("lifecycle-dlq"), Retention: 14 * 24 * time.Hour, VisibilityTimeout: 30 * time.Second},
 		},
 		Subscriptions: []Subscription{
 			// No filter policy on the ops queue: nothing published on the ops topic may go unseen.
@@ -328,6 +357,20 @@ func For(site Site, table string) (Topology, error) {
 				"SESSIONHA_QUEUE_URL":     "queue:" + QueueQuery,
 				"SESSIONHA_DLQ_URL":       "queue:" + QueueQueryDLQ,
 				"SESSIONHA_QUERY_MAX_AGE": s.QueryMaxAge.String(),
+			},
+		}, {
+			// Lifecycle events from the table's stream (functions/lifecycle). From the
+			// stream's oldest record: a mapping made after the table (a first deploy, a
+			// replaced mapping) misses nothing, and what it sends twice carries the same
+			// idempotency keys. A failed batch (the topic out of reach) is retried for up
+			// to six hours, split in halves, before it goes to the DLQ; the function
+			// itself never fails a record it cannot read (that would block the shard).
+			ID: FunctionLifecycle, Name: name("lifecycle"), BatchSize: 100, Timeout: s.FunctionTimeout,
+			Stream: &StreamSource{StartingPosition: "TRIM_HORIZON", RetryAttempts: 10000, MaxRecordAge: 6 * time.Hour,
+				BisectOnError: true, OnFailure: QueueLifecycleDLQ},
+			Env: map[string]string{
+				"SESSIONHA_SITE":                site.Name,
+				"SESSIONHA_LIFECYCLE_TOPIC_ARN": "topic:" + TopicLifecycle,
 			},
 		}},
 	}
@@ -374,6 +417,23 @@ func (t Topology) Queue(id string) (Queue, bool) {
 		}
 	}
 	return Queue{}, false
+}
+
+// DeadLetterQueues are the IDs of the queues that hold what failed for good: the queues'
+// redrive targets and the stream mappings' on-failure destinations. Operators watch them.
+func (t Topology) DeadLetterQueues() map[string]bool {
+	dlq := map[string]bool{}
+	for _, q := range t.Queues {
+		if q.DLQ != "" {
+			dlq[q.DLQ] = true
+		}
+	}
+	for _, f := range t.Functions {
+		if f.Stream != nil && f.Stream.OnFailure != "" {
+			dlq[f.Stream.OnFailure] = true
+		}
+	}
+	return dlq
 }
 
 // Topic returns the topic with the given ID.

@@ -39,8 +39,45 @@ func TestForDefaults(t *testing.T) {
 			t.Errorf("subscription %s->%s is not raw", s.Topic, s.Queue)
 		}
 	}
-	if len(top.Topics) != 4 {
-		t.Errorf("%d topics, want ops, query, reply, notice", len(top.Topics))
+	if len(top.Topics) != 5 {
+		t.Errorf("%d topics, want ops, query, reply, notice, lifecycle", len(top.Topics))
+	}
+}
+
+// TestLifecycleFunction: the lifecycle function is fed by the table's stream, publishes
+// on the lifecycle topic, and gives up on a batch into a DLQ that operators watch like the
+// others.
+func TestLifecycleFunction(t *testing.T) {
+	top, err := For(Site{Name: "eu", Region: "eu-west-1"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f *Function
+	for i := range top.Functions {
+		if top.Functions[i].ID == FunctionLifecycle {
+			f = &top.Functions[i]
+		}
+	}
+	if f == nil {
+		t.Fatal("no lifecycle function")
+	}
+	if f.Queue != "" || f.Stream == nil {
+		t.Fatalf("lifecycle fed by queue %q, stream %+v; want the table's stream", f.Queue, f.Stream)
+	}
+	dlq, ok := top.Queue(f.Stream.OnFailure)
+	if !ok || !strings.HasSuffix(dlq.Name, "-dlq") || !top.DeadLetterQueues()[dlq.ID] {
+		t.Errorf("on-failure destination %q: %+v (a DLQ: %v)", f.Stream.OnFailure, dlq, top.DeadLetterQueues()[dlq.ID])
+	}
+	if s := f.Stream; !s.BisectOnError || s.RetryAttempts <= 0 || s.MaxRecordAge <= 0 || s.StartingPosition != "TRIM_HORIZON" {
+		t.Errorf("stream source %+v", s)
+	}
+	if tp, ok := top.Topic(TopicLifecycle); !ok || tp.EnvVar != "SESSIONHA_LIFECYCLE_TOPIC_ARN" || f.Env["SESSIONHA_LIFECYCLE_TOPIC_ARN"] != "topic:"+TopicLifecycle || f.Env["SESSIONHA_SITE"] != "eu" {
+		t.Errorf("topic %+v, env %v", tp, f.Env)
+	}
+	for _, sub := range top.Subscriptions {
+		if sub.Topic == TopicLifecycle {
+			t.Errorf("the site subscribes %s to the lifecycle topic: it is for others", sub.Queue)
+		}
 	}
 }
 
@@ -98,6 +135,9 @@ func TestFunctionsRetryEnv(t *testing.T) {
 			"SESSIONHA_QUERY_MAX_AGE": "20s"},
 	}
 	for _, f := range top.Functions {
+		if f.Stream != nil {
+			continue // no queue: its mapping gives up into its on-failure destination
+		}
 		q, _ := top.Queue(f.Queue)
 		if f.Env["SESSIONHA_DLQ_URL"] != "queue:"+q.DLQ {
 			t.Errorf("%s: DLQ %s, but its queue's DLQ is %s", f.ID, f.Env["SESSIONHA_DLQ_URL"], q.DLQ)

@@ -43,7 +43,9 @@ const maxLife = 3 * time.Hour
 //     than Budget attributes, as the client bounds the registers it causes;
 //   - sometimes a laggard, 1-10 minutes behind, that still serves the session at T1 and
 //     saves it; sometimes a destroy at the end, carrying the latest deadline its writer
-//     knows (the newest op's created + max life) or, one in four, an upper bound.
+//     knows (the newest op's created + max life) or, one in four, an upper bound, and its
+//     reason; one in three of those a second destroy, by another writer, for another
+//     reason.
 //
 // Nothing a history makes is over at T0: every deadline is at least minutes ahead.
 func Generate(rng *rand.Rand, key string, w World) History {
@@ -187,7 +189,13 @@ func Generate(rng *rand.Rand, key string, w World) History {
 		if rng.IntN(4) == 0 {
 			until = clock(wr, at) + maxLife.Milliseconds() // knows nothing of the session: the bound
 		}
-		add(record.Op{Kind: record.Destroy, Key: key, Version: nextVer(wr), Until: until}, straggler)
+		add(record.Op{Kind: record.Destroy, Key: key, Version: nextVer(wr), Until: until, Reason: "logout", Site: "site-" + wr}, straggler)
+		if rng.IntN(3) == 0 {
+			// Another instance destroys it too, for another reason (an operator's revoke
+			// racing the logout): the tombstone must tell the same one whatever the order.
+			other := map[string]string{"primary": "failover", "failover": "primary", "laggard": "primary"}[wr]
+			add(record.Op{Kind: record.Destroy, Key: key, Version: nextVer(other), Until: until, Reason: "revoked", Site: "site-" + other}, straggler)
+		}
 	}
 	h.DeltaWriters = len(deltaWriters)
 	return h
@@ -273,7 +281,7 @@ func Describe(h History, ds []Delivery) string {
 			fmt.Fprintf(&b, " set=%s remove=%v", fmtAttrs(op.Set), op.Remove)
 		}
 		if op.Kind == record.Destroy {
-			fmt.Fprintf(&b, " until=%d", op.Until)
+			fmt.Fprintf(&b, " until=%d reason=%s", op.Until, op.Reason)
 		}
 		var on, late int
 		for _, d := range ds {

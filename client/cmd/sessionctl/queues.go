@@ -73,6 +73,9 @@ func (a *app) sweepQueues(ctx context.Context, olderThan time.Duration, yes bool
 			topics = append(topics, t)
 		}
 	}
+	if t := env("SESSIONHA_LIFECYCLE_TOPIC_ARN"); t != "" && !slices.Contains(topics, t) {
+		topics = append(topics, t) // instances subscribe to it too, where the site has one
+	}
 	c, err := newClients(ctx)
 	if err != nil {
 		return err
