@@ -57,12 +57,15 @@ type Store struct {
 	cfg     Config
 	log     *slog.Logger
 	clock   clock
+	region  string         // ha: the AWS region of the store's clients, its site's
 	bus     publisher      // nil unless ha
 	table   *record.Table  // nil unless ha
 	files   *fileStore     // nil unless file
 	index   record.Querier // ha: the per-user index
 	inbox   *inbox         // ha with ReadPath bus or notices: this instance's queue
 	journal *journal       // ha: what degraded mode acknowledged, on local disk
+	// lifecycle holds OnLifecycle's listeners and the events on their way (lifecycle.go).
+	lifecycle lifecycleHub
 
 	mu sync.Mutex // guards what follows, and every entry
 	cache
@@ -122,12 +125,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		db := dynamodb.NewFromConfig(*awsCfg)
 		bus := sns.NewFromConfig(*awsCfg)
-		s.bus, s.index = bus, db
+		s.bus, s.index, s.region = bus, db, awsCfg.Region
+		// Subscriptions and checks of topics in other regions go to those regions.
+		topics := newRegionalSNS(*awsCfg, bus)
 		s.table = &record.Table{DB: db, Name: cfg.Table}
 		if err := claimInstance(cfg.InstanceID); err != nil { // startup.go
 			return nil, err
 		}
-		if err := s.checkResources(ctx, db, bus, awsCfg.Region); err != nil {
+		if err := s.checkResources(ctx, db, topics, awsCfg.Region); err != nil {
 			releaseInstance(cfg.InstanceID)
 			return nil, err
 		}
@@ -136,8 +141,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			releaseInstance(cfg.InstanceID)
 			return nil, err
 		}
-		if cfg.ReadPath == ReadBus || cfg.NoticeScope != NoticeOff {
-			ib, err := s.openInbox(ctx, sqs.NewFromConfig(*awsCfg), bus)
+		if cfg.ReadPath == ReadBus || cfg.NoticeScope != NoticeOff || cfg.LifecycleTopicARN != "" {
+			ib, err := s.openInbox(ctx, sqs.NewFromConfig(*awsCfg), topics)
 			if err != nil {
 				s.journal.close(false)
 				releaseInstance(cfg.InstanceID)

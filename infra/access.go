@@ -52,4 +52,11 @@ var functionAccess = map[string]access{
 		DeadLetters:  true,
 		Metrics:      []string{"Queries", "Found", "Missing", "Destroyed", "Rejected", "DeadLettered", "Failed", "Expired"},
 	},
+	// lifecycle reads the table's stream (its event source grants that) and publishes
+	// lifecycle events on the lifecycle topic; it never touches the table itself. Its
+	// metrics are functions/lifecycle/handler.MetricNames.
+	topology.FunctionLifecycle: {
+		Publish: []string{topology.TopicLifecycle},
+		Metrics: []string{"Records", "Created", "Destroyed", "Expired", "Moved", "OtherSite", "NoEvent", "Unknown", "Failed"},
+	},
 }

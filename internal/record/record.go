@@ -23,7 +23,10 @@
 //     (every op merged into a live item carries the whole metadata, so the newest op's
 //     wins; of two deliveries of one op, clamped differently, the later creation time);
 //   - the last access, a max register;
-//   - the session tombstone (State Destroyed), terminal.
+//   - the session tombstone (State Destroyed), terminal; it keeps who destroyed the
+//     session, from which site and why, as the destroy of the lowest version merged
+//     said (a register like the metadata, but the earliest wins: the first end is the
+//     end), so that the table's stream can tell how the session ended.
 //
 // Merging a snapshot newer than Floor takes its attributes, then re-applies the registers
 // newer than it (they come later in version order) and drops the older ones; a snapshot
@@ -183,6 +186,13 @@ const (
 	attrFloor      = "fl" // version of the newest snapshot merged
 	attrAttrVers   = "av" // name -> version, for attributes set by deltas newer than fl
 	attrRemoved    = "rm" // name -> version, for attributes removed by deltas newer than fl
+	// attrReason and attrDestroyVersion are a tombstone's: why the session was destroyed
+	// (the destroy op's reason, e.g. "logout", "revoked", "session-cap", "sso-group",
+	// "renew"), and the version of the destroy that said so. With the tombstone's writer
+	// and site (the destroy's), they tell the table's stream, and so the lifecycle
+	// events, why and by whom a session ended.
+	attrReason         = "why"
+	attrDestroyVersion = "dv"
 	// attrUserKey is the per-user index's key: cluster#principal, on active items with a
 	// principal only.
 	attrUserKey = "upk"
@@ -209,6 +219,13 @@ type Item struct {
 	AttrVers   map[string]string // registers of attributes set by deltas newer than Floor
 	Removed    map[string]string // registers of attributes removed by deltas newer than Floor
 	ExpiresAt  int64             // epoch seconds: the TTL
+	// Reason and DestroyVersion are a tombstone's (State Destroyed): the reason its
+	// destroy gave ("" for none) and that destroy's version. Of several destroys of one
+	// session the one with the lowest version is kept (Writer and Site are its too), so
+	// that the tombstone does not depend on the order they arrive in. A tombstone written
+	// before these fields has neither.
+	Reason         string
+	DestroyVersion string
 }
 
 // Key is the partition key of a session: its cluster and the hash of its id.
@@ -314,6 +331,9 @@ type Op struct {
 	// Until is a Destroy's latest possible deadline of the session (unix ms), which its
 	// tombstone outlives; 0 if unknown.
 	Until int64
+	// Reason and Site are a Destroy's: why (the op's reason, "" for none) and its writer's
+	// site. The tombstone keeps them, with the writer (from Version).
+	Reason, Site string
 }
 
 // Merge applies op to the stored item cur (nil if none) at the function's time now and
@@ -329,18 +349,26 @@ func Merge(cur *Item, op Op, now time.Time, p Policy) (next *Item, changed bool)
 		keep := p.keep(max(nowMs, op.Until))
 		switch {
 		case cur == nil:
-			return &Item{Key: op.Key, Version: op.Version, State: Destroyed, ExpiresAt: keep}, true
+			t := &Item{Key: op.Key, Version: op.Version, State: Destroyed, ExpiresAt: keep}
+			t.takeDestroy(op)
+			return t, true
 		case cur.State == Destroyed:
-			if keep <= cur.ExpiresAt {
+			first := cur.DestroyVersion == "" || op.Version < cur.DestroyVersion
+			if keep <= cur.ExpiresAt && !first {
 				return cur, false
 			}
 			n := *cur
-			n.ExpiresAt = keep
+			n.ExpiresAt = max(keep, cur.ExpiresAt)
+			if first {
+				n.takeDestroy(op)
+			}
 			return &n, true
 		}
 		// Outlive every op of the session: none can be valid after created + max life.
-		return &Item{Key: op.Key, Rev: cur.Rev, Version: max(cur.Version, op.Version), State: Destroyed,
-			ExpiresAt: max(keep, cur.ExpiresAt, p.keep(addSeconds(cur.Created, cur.MaxLife)))}, true
+		t := &Item{Key: op.Key, Rev: cur.Rev, Version: max(cur.Version, op.Version), State: Destroyed,
+			ExpiresAt: max(keep, cur.ExpiresAt, p.keep(addSeconds(cur.Created, cur.MaxLife)))}
+		t.takeDestroy(op)
+		return t, true
 	case Create, Save, Delta:
 		s := clamp(op.Session, nowMs+p.Tolerance.Milliseconds())
 		if cur != nil && cur.State == Destroyed {
@@ -383,6 +411,13 @@ func Merge(cur *Item, op Op, now time.Time, p Policy) (next *Item, changed bool)
 		return n, true
 	}
 	return cur, false
+}
+
+// takeDestroy makes the tombstone t say what the destroy op said: its reason, writer,
+// site and version.
+func (t *Item) takeDestroy(op Op) {
+	t.Reason, t.Site, t.DestroyVersion = op.Reason, op.Site, op.Version
+	_, t.Writer, _ = strings.Cut(op.Version, "/")
 }
 
 // clamp returns s with its times held to at most limit (unix ms).
@@ -488,7 +523,13 @@ func Marshal(it *Item) map[string]types.AttributeValue {
 		AttrExpiresAt: n(it.ExpiresAt),
 	}
 	if it.State == Destroyed {
-		return m // a tombstone keeps nothing of the session
+		// A tombstone keeps nothing of the session: only who destroyed it, and why.
+		for name, v := range map[string]string{attrWriter: it.Writer, attrSite: it.Site, attrReason: it.Reason, attrDestroyVersion: it.DestroyVersion} {
+			if v != "" {
+				m[name] = s(v)
+			}
+		}
+		return m
 	}
 	m[attrPrincipal] = s(it.Principal) // "" (no principal) too, so that every build reads the item
 	// Only an active session of a known user is in the per-user index: sessions without
@@ -564,7 +605,14 @@ func Unmarshal(m map[string]types.AttributeValue) (*Item, error) {
 	it.State = State(state)
 	switch it.State {
 	case Destroyed:
-		return &it, err
+		str(attrWriter, &it.Writer, false)
+		str(attrSite, &it.Site, false)
+		str(attrReason, &it.Reason, false)
+		str(attrDestroyVersion, &it.DestroyVersion, false)
+		if err != nil {
+			return nil, err
+		}
+		return &it, nil
 	case Active, Pending:
 	default:
 		if err == nil {

@@ -490,7 +490,7 @@ func (b *bencher) bytes() sizeResult {
 			}
 		}
 	}) {
-		n := len(name) + valueSize(item[name])
+		n := len(name) + record.ValueSize(item[name])
 		res.Item += n
 		res.Breakdown = append(res.Breakdown, sizePart{name, n})
 		if name == "a" {
@@ -502,55 +502,12 @@ func (b *bencher) bytes() sizeResult {
 	ix := topo.Table.Indexes[0]
 	for _, name := range append([]string{ix.PartitionKey, ix.SortKey, topo.Table.PartitionKey}, ix.Include...) {
 		if v, ok := item[name]; ok {
-			res.Index += len(name) + valueSize(v)
+			res.Index += len(name) + record.ValueSize(v)
 		}
 	}
 	res.Storage = res.Item + 100 + res.Index + 100
 	b.t.Logf("reference session: item %d bytes (attributes %d), index copy %d, storage %d", res.Item, res.Attrs, res.Index, res.Storage)
 	return res
-}
-
-// valueSize is an attribute value's size by DynamoDB's documented rules (the attribute
-// name is counted by the caller): strings their UTF-8 bytes, binaries their raw bytes,
-// numbers 1 byte per two significant digits plus 1, booleans and nulls 1, lists and maps
-// 3 bytes plus each element and 1 byte per element (a map's element counts its key).
-func valueSize(v ddbtypes.AttributeValue) int {
-	switch v := v.(type) {
-	case *ddbtypes.AttributeValueMemberS:
-		return len(v.Value)
-	case *ddbtypes.AttributeValueMemberB:
-		return len(v.Value)
-	case *ddbtypes.AttributeValueMemberN:
-		return numberSize(v.Value)
-	case *ddbtypes.AttributeValueMemberBOOL, *ddbtypes.AttributeValueMemberNULL:
-		return 1
-	case *ddbtypes.AttributeValueMemberM:
-		n := 3
-		for k, e := range v.Value {
-			n += len(k) + valueSize(e) + 1
-		}
-		return n
-	case *ddbtypes.AttributeValueMemberL:
-		n := 3
-		for _, e := range v.Value {
-			n += valueSize(e) + 1
-		}
-		return n
-	case *ddbtypes.AttributeValueMemberSS:
-		n := 0
-		for _, s := range v.Value {
-			n += len(s)
-		}
-		return n
-	}
-	return 0
-}
-
-func numberSize(s string) int {
-	s = strings.TrimLeft(s, "+-")
-	s = strings.Replace(s, ".", "", 1)
-	s = strings.Trim(s, "0")
-	return (len(s)+1)/2 + 1
 }
 
 // coldResult is the function's cold start: process start to first event handled.
@@ -575,6 +532,10 @@ func (b *bencher) coldStarts(k int) coldResult {
 		Env: map[string]string{
 			"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ENDPOINT_URL": theSite.EdgeURL(),
 			"AWS_EC2_METADATA_DISABLED": "true", "SESSIONHA_TABLE": b.table, "SESSIONHA_SITE": "local",
+			// Required since the function dead-letters and retries itself (internal/batch);
+			// a create that applies touches neither queue.
+			"SESSIONHA_QUEUE_URL": theSite.Outputs.QueueURLs[topology.QueueOps], "SESSIONHA_DLQ_URL": theSite.Outputs.QueueURLs[topology.QueueOpsDLQ],
+			"SESSIONHA_NOTICE_TOPIC_ARN": theSite.Outputs.TopicARNs[topology.TopicNotice],
 		},
 	})
 	if err != nil {

@@ -85,6 +85,8 @@ type report struct {
 	Peer                 peerResult
 	Costs                []action
 	Prices               priceTable
+
+	Cross crossResult // two sites in two regions, a stack of their own
 }
 
 // cost is the sessionha and direct-store dollars per million of the named action.
@@ -235,6 +237,7 @@ func (r *report) rows() []row {
 			"< 50 ms", verdict(r.Cold.Total.pct(50) < 50*time.Millisecond)},
 	)
 	rows = append(rows, r.peerRows()...)
+	rows = append(rows, r.crossRows()...)
 	for _, s := range r.Sizes {
 		rows = append(rows, row{"bootstrap size, " + s.Function + " (linux/arm64, -s -w, -trimpath, lambda.norpc)",
 			fmt.Sprintf("%.2f MB (%d bytes)", float64(s.Bytes)/1e6, s.Bytes), "-", "-", "< 8 MB", verdict(s.Bytes < 8e6)})
@@ -333,6 +336,7 @@ store underneath, not what AWS would do.
 		r.Lag.N, r.LatConcurrency, r.RawPutLat.N, r.Cold.Flags, len(r.Cold.Total))
 
 	b.WriteString(r.ownerSections())
+	b.WriteString(r.crossMarkdown())
 	b.WriteString("## Where the CPU went\n\n")
 	fmt.Fprintf(&b, "CPU time per process during the pipeline run (%s of wall time) and during the raw PutItem throughput run (%s), on %d cores. Per session: the CPU a component spent divided by the sessions (or items) of the run.\n\n",
 		r.CPU.Wall.Round(time.Millisecond), r.RawCPU.Wall.Round(time.Millisecond), m.Cores)

@@ -5,216 +5,197 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
-	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+
 	"github.com/sessionha/sessionha/client"
-	"github.com/sessionha/sessionha/events"
 	"github.com/sessionha/sessionha/infra/topology"
-	"github.com/sessionha/sessionha/internal/record"
+	"github.com/sessionha/sessionha/local/localtest"
 	"github.com/sessionha/sessionha/local/site"
 )
 
-// A logout that reaches a region by replication holds there whatever the session item
-// says (issue 13): the session item can be live again, written over the tombstone by
-// another region's later save (last writer wins), and reads and listings still refuse it.
+// twoRegions starts a stack of two sites in two regions, as cdk.json's example deploys
+// them (eu in eu-west-1, primary; us in us-east-1), with a replica of the table in each
+// region replicated by the stand-in for global tables at its default lag, and the short
+// function timeouts of localtest.Site. It stops when the test ends.
+func twoRegions(t *testing.T) *site.Stack {
+	t.Helper()
+	settings := topology.Settings{FunctionTimeout: 2 * time.Second, RetryBase: time.Second, RetryMax: 2 * time.Second}
+	fnOut := &lines{}
+	st, err := site.StartStack(context.Background(), site.StackOptions{
+		Sites: []topology.Site{
+			{Name: "eu", Region: "eu-west-1", Primary: true, Settings: settings},
+			{Name: "us", Region: "us-east-1", Settings: settings},
+		},
+		EdgePort: -1, RunDir: t.TempDir(), FunctionOutput: fnOut,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			out := strings.Split(strings.TrimRight(fnOut.String(), "\n"), "\n")
+			t.Logf("last lines the functions printed:\n%s", strings.Join(out[max(0, len(out)-30):], "\n"))
+		}
+		st.Stop()
+	})
+	return st
+}
 
-// TestLogoutItemEndsALiveSessionItem: a session whose logout item is in the table, beside
-// a session item that is still live (as replication leaves it when another region's save
-// won over the tombstone), is refused by a direct Load and left out of List.
-func TestLogoutItemEndsALiveSessionItem(t *testing.T) {
-	ctx := context.Background()
-	a := openHA(t, "lo-a-"+randomSuffix(), nil)
-	b := openHA(t, "lo-b-"+randomSuffix(), func(c *client.Config) { c.Reads = client.ReadsAlways })
-	user := "lena-" + randomSuffix()
-	s, err := a.Create(ctx, client.NewSession{Principal: user})
+// openAt opens an instance of site s, configured as the site's env file says (every
+// site's notice topic included), then edited, and waits until its queue is subscribed
+// to every site's notice topic.
+func openAt(t *testing.T, st *site.Stack, s *site.Site, name string, edit func(*client.Config)) *client.Store {
+	t.Helper()
+	cfg := client.Config{
+		Site: s.Topology.Site.Name, Table: s.Outputs.Table, OpsTopicARN: s.Outputs.TopicARNs[topology.TopicOps],
+		NoticeTopicARN: s.Outputs.TopicARNs[topology.TopicNotice], NoticeTopicARNs: s.NoticeTopicARNs(),
+		InstanceID: name + "-" + randomSuffix(), AWS: &s.AWS, Logger: slog.New(slog.DiscardHandler), JournalDir: t.TempDir(),
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	store, err := client.Open(context.Background(), cfg)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("open %s on site %s: %v", name, s.Topology.Site.Name, err)
 	}
-	kept, err := a.Create(ctx, client.NewSession{Principal: user})
-	if err != nil {
-		t.Fatal(err)
-	}
-	listed(t, b, user, 2)
-	if _, err := b.Load(ctx, s.ID()); err != nil {
-		t.Fatalf("the session before its logout item: %v", err)
-	}
-	// The logout item alone, as replication brings it from the region that logged out.
-	tbl := &record.Table{DB: theSite.DynamoDBClient(), Name: theSite.Outputs.Table}
-	key := record.Key("default", events.HashID(s.ID()))
-	if _, err := tbl.WriteLogout(ctx, record.Op{Kind: record.Destroy, Key: key, Version: record.Version("0000000000000001", "elsewhere")}); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := tbl.Read(ctx, key); err != nil || st.Session == nil || st.Session.State != record.Active {
-		t.Fatalf("the session item beside the logout item: %+v %v, want it live still", st.Session, err)
-	}
-	if _, err := b.Load(ctx, s.ID()); !errors.Is(err, client.ErrNotFound) {
-		t.Fatalf("a direct Load of a session with a logout item: %v, want ErrNotFound", err)
-	}
-	got, err := b.List(ctx, user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1 || got[0].Handle != client.Handle(kept.ID()) {
-		t.Fatalf("List with one session logged out: %+v, want only the other one", got)
+	t.Cleanup(func() { store.Close() })
+	subscribedEverywhere(t, st, s, cfg.InstanceID)
+	return store
+}
+
+// subscribedEverywhere waits until instance id of site s has its queue subscribed to every
+// site's notice topic, asking each topic's region.
+func subscribedEverywhere(t *testing.T, st *site.Stack, s *site.Site, id string) {
+	t.Helper()
+	queue := ":" + client.InstanceQueueName(s.Topology.Site.Name, id)
+	for _, topic := range s.NoticeTopicARNs() {
+		region := strings.Split(topic, ":")[3]
+		sn := sns.NewFromConfig(st.Site(regionSite(st, region)).AWS)
+		localtest.Eventually(t, "the queue of "+id+" subscribed to "+topic, func() (bool, string) {
+			l, err := sn.ListSubscriptionsByTopic(context.Background(), &sns.ListSubscriptionsByTopicInput{TopicArn: aws.String(topic)})
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, sub := range l.Subscriptions {
+				if strings.HasSuffix(aws.ToString(sub.Endpoint), queue) {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("%d subscriptions, none of it", len(l.Subscriptions))
+		})
 	}
 }
 
-// TestLogoutHoldsAcrossRegions runs both sites of cdk.json, each in its region with its
-// replica of the table: a session of eu's is logged out in eu; with the link between the
-// regions cut, an instance in us that has not heard of it saves the session, and us's
-// sessionop applies that save (nothing there says otherwise yet). Once the link heals,
-// last writer wins makes us's later save the session item in both regions, over eu's
-// tombstone; the session stays refused by a direct Load in both, and a further save
-// changes nothing of that.
-func TestLogoutHoldsAcrossRegions(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a two-region stack")
-	}
-	ctx := context.Background()
-	dep, err := topology.ReadCDKJSON(filepath.Join("..", "..", "cdk.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(dep.Sites) < 2 {
-		t.Fatalf("cdk.json lists %d sites, want two regions", len(dep.Sites))
-	}
-	sites := slices.Clone(dep.Sites[:2])
-	for i := range sites {
-		// The test site's shorter clock (localtest.Site).
-		sites[i].Settings.FunctionTimeout, sites[i].Settings.RetryBase, sites[i].Settings.RetryMax = 2*time.Second, time.Second, 2*time.Second
-	}
-	run := t.TempDir()
-	st, err := site.StartStack(ctx, site.StackOptions{Sites: sites, Table: dep.Table, EdgePort: -1, RunDir: run, FunctionOutput: fnLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Stop()
-	eu, us := st.Sites[0], st.Sites[1]
-	euRegion, usRegion := eu.AWS.Region, us.AWS.Region
-	open := func(at *site.Site, name string, edit func(*client.Config)) *client.Store {
-		t.Helper()
-		cfg := client.Config{
-			Site: at.Topology.Site.Name, Table: at.Outputs.Table, OpsTopicARN: at.Outputs.TopicARNs[topology.TopicOps],
-			NoticeTopicARN: at.Outputs.TopicARNs[topology.TopicNotice], InstanceID: name + "-" + randomSuffix(),
-			AWS: &at.AWS, Logger: slog.New(slog.DiscardHandler), JournalDir: t.TempDir(),
+func regionSite(st *site.Stack, region string) string {
+	for _, s := range st.Sites {
+		if s.AWS.Region == region {
+			return s.Topology.Site.Name
 		}
-		if edit != nil {
-			edit(&cfg)
-		}
-		s, err := client.Open(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
 	}
-	always := func(c *client.Config) { c.Reads = client.ReadsAlways }
-	// The instance in us has not heard of the logout: no notices (they could reach it
-	// while the table's replication is cut, and make it drop its copy).
-	unaware := func(c *client.Config) { c.Reads, c.NoticeScope = client.ReadsAlways, client.NoticeOff }
-	euApp, usApp := open(eu, "xr-eu-app", nil), open(us, "xr-us-app", unaware)
-	euReader, usReader := open(eu, "xr-eu-reader", always), open(us, "xr-us-reader", always)
-	table := func(at *site.Site) *record.Table {
-		return &record.Table{DB: at.DynamoDBClient(), Name: at.Outputs.Table}
-	}
-	refused := func(r *client.Store, id string) (bool, string) {
-		_, err := r.Load(ctx, id)
-		return errors.Is(err, client.ErrNotFound), fmt.Sprint(err)
-	}
+	return ""
+}
 
-	s, err := euApp.Create(ctx, client.NewSession{Principal: "xena", MaxIdle: 30 * time.Minute, MaxLife: 8 * time.Hour})
+// TestLogoutReachesAnotherRegionByNotice: with notice scope all, a logout in eu reaches
+// the instances in us that hold the session (one owning it, serving it from memory with
+// Reads owner; one reading the table every time with Reads always) through their
+// subscriptions to eu's notice topic, while replication between the regions is cut, so
+// that the table of us still holds the session active: they refuse it all the same. An
+// instance in us with scope site takes no notice from eu (a witness with scope all in
+// the same region shows that the notice has arrived there), and keeps serving the session
+// from its region's table until replication brings the logout. A takeover in us tells the
+// old owner in eu that its copy is stale, through eu's subscription to us's notice topic.
+func TestLogoutReachesAnotherRegionByNotice(t *testing.T) {
+	st := twoRegions(t)
+	eu, us := st.Site("eu"), st.Site("us")
+	ctx := context.Background()
+	all := func(c *client.Config) { c.NoticeScope = client.NoticeAll }
+	a := openAt(t, st, eu, "eu-a", all) // Reads owner: the default with notices
+	owner := openAt(t, st, us, "us-owner", all)
+	reader := openAt(t, st, us, "us-reader", func(c *client.Config) { all(c); c.Reads = client.ReadsAlways })
+	siteOnly := openAt(t, st, us, "us-site", func(c *client.Config) { c.NoticeScope = client.NoticeSite; c.Reads = client.ReadsAlways })
+	witness := openAt(t, st, us, "us-witness", func(c *client.Config) { all(c); c.Reads = client.ReadsAlways })
+
+	// A session created in eu reaches us by replication; us's owner takes it over (a
+	// write in us: it owns the session), which tells a, the owner in eu, by a superseded
+	// notice that crosses from us's notice topic to a's queue.
+	sess, err := a.Create(ctx, client.NewSession{Principal: "alice", MaxIdle: time.Hour, MaxLife: 8 * time.Hour,
+		Attrs: map[string][]byte{"cart": []byte("eu")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, key := s.ID(), record.Key("default", events.HashID(s.ID()))
-	var inUS *client.Session
-	eventually(t, "the session reaches us by replication", func() (bool, string) {
-		inUS, err = usApp.Load(ctx, id)
+	id := sess.ID()
+	var onUS *client.Session
+	localtest.Eventually(t, "the session replicated to us", func() (bool, string) {
+		onUS, err = owner.Load(ctx, id)
 		return err == nil, fmt.Sprint(err)
 	})
-
-	if err := st.Replicator.Partition(euRegion, usRegion); err != nil {
+	before := a.Stats().Superseded
+	onUS.Set("cart", []byte("us"))
+	if err := owner.SaveApplied(ctx, onUS); err != nil {
 		t.Fatal(err)
 	}
-	if err := euApp.Destroy(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "eu's table has the logout", func() (bool, string) { return refused(euReader, id) })
-	inUS.Set("cart", []byte("after the logout"))
-	if err := usApp.Save(ctx, inUS); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "us's sessionop applies the save, the link being cut", func() (bool, string) {
-		got, err := table(us).Read(ctx, key)
-		if err != nil || got.Session == nil {
-			return false, fmt.Sprint(got.Session, err)
-		}
-		return got.Logout == nil && string(got.Session.Attrs["cart"]) == "after the logout", fmt.Sprintf("%+v", got)
+	localtest.Eventually(t, "eu's old owner told of the takeover in us", func() (bool, string) {
+		return a.Stats().Superseded > before, fmt.Sprintf("superseded notices taken by a: %d", a.Stats().Superseded)
 	})
-	if ok, why := refused(euReader, id); !ok {
-		t.Fatalf("eu serves its logged-out session while the link is cut: %s", why)
+	for name, s := range map[string]*client.Store{"reader": reader, "site-only": siteOnly, "witness": witness} {
+		if got, err := s.Load(ctx, id); err != nil || string(must(got.Get("cart"))) != "us" {
+			t.Fatalf("%s in us before the logout: %v", name, err)
+		}
 	}
-
-	if err := st.Replicator.Heal(euRegion, usRegion); err != nil {
-		t.Fatal(err)
-	}
-	quiet, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := st.Replicator.Quiesce(quiet); err != nil {
-		t.Fatal(err)
-	}
-	// What the design is for: us's later save won over eu's tombstone, in both regions.
-	for _, at := range []*site.Site{eu, us} {
-		got, err := table(at).Read(ctx, key)
+	localtest.Eventually(t, "the takeover replicated to eu", func() (bool, string) {
+		got, err := a.Load(ctx, id)
 		if err != nil {
-			t.Fatal(err)
+			return false, err.Error()
 		}
-		if got.Logout == nil {
-			t.Fatalf("%s: no logout item after the heal", at.Topology.Site.Name)
-		}
-		if got.Session == nil || got.Session.State != record.Active || string(got.Session.Attrs["cart"]) != "after the logout" {
-			t.Fatalf("%s: the session item after the heal is %+v; want us's save, written after eu's tombstone, to have won (last writer wins), which is what this test is about",
-				at.Topology.Site.Name, got.Session)
-		}
-	}
-	for _, r := range []*client.Store{euReader, usReader} {
-		if ok, why := refused(r, id); !ok {
-			t.Fatalf("a direct Load after the heal returns the logged-out session: %s", why)
-		}
-	}
-	for _, r := range []*client.Store{euReader, usReader} {
-		got, err := r.List(ctx, "xena")
-		if err != nil || slices.ContainsFunc(got, func(i client.SessionInfo) bool { return i.Handle == client.Handle(id) }) {
-			t.Fatalf("List after the heal: %+v %v, want the logged-out session left out", got, err)
-		}
-	}
+		v, _ := got.Get("cart")
+		return string(v) == "us", "cart " + string(v)
+	})
 
-	// And it stays so: a further save from us (the instance's copy) is not merged; the
-	// session item becomes a tombstone again, in both regions.
-	inUS.Set("cart", []byte("still trying"))
-	if err := usApp.Save(ctx, inUS); err != nil && !errors.Is(err, client.ErrNotFound) {
+	// Replication cut: only a notice can tell us of the logout.
+	if err := st.Replicator.Partition("eu-west-1", "us-east-1"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "both regions hold the tombstone again", func() (bool, string) {
-		for _, at := range []*site.Site{eu, us} {
-			got, err := table(at).Read(ctx, key)
-			if err != nil || got.Session == nil || got.Session.State != record.Destroyed || got.Logout == nil {
-				return false, fmt.Sprintf("%s: %+v %v", at.Topology.Site.Name, got, err)
+	healed := false
+	heal := func() {
+		if !healed {
+			healed = true
+			if err := st.Replicator.Heal("eu-west-1", "us-east-1"); err != nil {
+				t.Error(err)
 			}
 		}
-		return true, ""
-	})
-	quiet, cancel = context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := st.Replicator.Quiesce(quiet); err != nil {
+	}
+	defer heal()
+	if err := a.Destroy(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []*client.Store{euReader, usReader} {
-		if ok, why := refused(r, id); !ok {
-			t.Fatalf("a direct Load returns the logged-out session: %s", why)
+	for name, s := range map[string]*client.Store{"owner (Reads owner)": owner, "reader (Reads always)": reader, "witness": witness} {
+		localtest.Eventually(t, "us's "+name+" refuses the session logged out in eu", func() (bool, string) {
+			_, err := s.Load(ctx, id)
+			return errors.Is(err, client.ErrNotFound), fmt.Sprintf("Load: %v; notices taken: %d", err, s.Stats().Notices)
+		})
+		if s.Stats().Notices == 0 {
+			t.Errorf("us's %s refused the session without a notice", name)
 		}
 	}
+	// Not by replication: us's table still holds the session active.
+	if got, err := siteOnly.Load(ctx, id); err != nil || string(must(got.Get("cart"))) != "us" {
+		t.Fatalf("with replication cut, an instance of us reading its table got %v: the logout came by replication, not by notice", err)
+	}
+	if n := siteOnly.Stats().Notices; n != 0 {
+		t.Errorf("an instance with scope site took %d notices from another site", n)
+	}
+
+	// Once replication brings the logout, us's scope-site instance refuses it too.
+	heal()
+	localtest.Eventually(t, "the logout replicated to us", func() (bool, string) {
+		_, err := siteOnly.Load(ctx, id)
+		return errors.Is(err, client.ErrNotFound), fmt.Sprint(err)
+	})
 }
+
+func must(v []byte, _ bool) []byte { return v }
