@@ -482,7 +482,7 @@ func TestAuthServerPolicies(t *testing.T) {
 			null, _ := cond["Null"].(map[string]any)
 			attrs := slices.Sorted(slices.Values(strs(eq["dynamodb:Attributes"])))
 			if len(list(st["Action"])) != 1 || len(cond) != 3 || !slices.Equal(strs(like["dynamodb:LeadingKeys"]), []string{"*#logout"}) ||
-				!slices.Equal(attrs, []string{"expiresAt", "pk", "rev", "st", "ver"}) || str(null["dynamodb:LeadingKeys"]) != "false" {
+				!slices.Equal(attrs, []string{"dv", "expiresAt", "pk", "rev", "site", "st", "ver", "why", "wr"}) || str(null["dynamodb:LeadingKeys"]) != "false" {
 				t.Errorf("%s: dynamodb:PutItem granted as %v, want it alone, on logout keys (*#logout) with a logout item's attributes only, the keys required", name, st)
 			}
 		}

@@ -6,5 +6,8 @@ package topology
 // mode writes a logout at once), so their policy names the suffix and the attributes.
 const LogoutSuffix = "#logout"
 
-// LogoutAttributes are the attributes of a logout item, as internal/record writes one.
-var LogoutAttributes = []string{PartitionKey, "rev", "ver", "st", TTLAttribute}
+// LogoutAttributes are the attributes of a logout item, as internal/record writes one:
+// its key, revision, version, state and TTL, and its destroy's writer, site, reason and
+// version (what the tombstone tells lifecycle events, kept where a save of another region
+// cannot overwrite it).
+var LogoutAttributes = []string{PartitionKey, "rev", "ver", "st", TTLAttribute, "wr", "site", "why", "dv"}

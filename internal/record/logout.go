@@ -37,10 +37,14 @@ func (s Stored) Item() *Item {
 	}
 	t := &Item{Key: strings.TrimSuffix(s.Logout.Key, LogoutSuffix), Version: s.Logout.Version, State: Destroyed,
 		ExpiresAt: s.Logout.ExpiresAt}
+	t.takeDestroy(s.Logout.destroy(t.Key))
 	if c := s.Session; c != nil {
 		t.Rev, t.Version = c.Rev, max(t.Version, c.Version)
 		if c.State == Destroyed {
 			t.ExpiresAt = max(t.ExpiresAt, c.ExpiresAt)
+			if c.DestroyVersion != "" && c.DestroyVersion < t.DestroyVersion {
+				t.Reason, t.Site, t.Writer, t.DestroyVersion = c.Reason, c.Site, c.Writer, c.DestroyVersion
+			}
 		}
 	}
 	return t
@@ -176,6 +180,7 @@ func (t *Table) WriteLogout(ctx context.Context, op Op) (Result, error) {
 	now := t.now()
 	it := &Item{Key: LogoutKey(op.Key), Version: op.Version, State: Destroyed,
 		ExpiresAt: logoutKeep(t.policy(), now, max(now.UnixMilli(), op.Until))}
+	it.takeDestroy(op)
 	lost, err := t.putLogout(ctx, nil, it)
 	if err != nil || lost {
 		return Unchanged, err
@@ -200,21 +205,23 @@ func plan(cur, logout *Item, op Op, now time.Time, p Policy) (nextLogout, next *
 		next, changed = Merge(cur, op, now, p)
 		return nil, next, changed
 	}
-	d := op
-	if op.Kind != Destroy {
-		d = Op{Kind: Destroy, Key: op.Key, Version: logout.Version}
+	// The tombstone takes the logout item's destroy first (a session item written over
+	// the tombstone by another region's save has lost it), then op: of several destroys
+	// the lowest version tells why, whatever the order they came in (Merge).
+	tomb := cur
+	if logout != nil {
+		tomb, _ = Merge(tomb, logout.destroy(op.Key), now, p)
 	}
-	tomb, _ := Merge(cur, d, now, p)
-	if op.Kind != Destroy {
-		tomb, _ = Merge(tomb, op, now, p)
-	}
+	tomb, _ = Merge(tomb, op, now, p)
 	switch {
 	case logout == nil:
-		nextLogout = &Item{Key: LogoutKey(op.Key), Version: d.Version, State: Destroyed,
+		nextLogout = &Item{Key: LogoutKey(op.Key), Version: op.Version, State: Destroyed,
 			ExpiresAt: max(tomb.ExpiresAt, logoutKeep(p, now, 0))}
-	case tomb.ExpiresAt > logout.ExpiresAt:
+		nextLogout.takeDestroy(op)
+	case tomb.ExpiresAt > logout.ExpiresAt || tomb.DestroyVersion != logout.destroy(op.Key).Version:
 		n := *logout
-		n.ExpiresAt = tomb.ExpiresAt
+		n.ExpiresAt = max(tomb.ExpiresAt, logout.ExpiresAt)
+		n.Reason, n.Site, n.Writer, n.DestroyVersion = tomb.Reason, tomb.Site, tomb.Writer, tomb.DestroyVersion
 		nextLogout = &n
 	}
 	switch {
@@ -224,4 +231,14 @@ func plan(cur, logout *Item, op Op, now time.Time, p Policy) (nextLogout, next *
 		return nextLogout, cur, false
 	}
 	return nextLogout, tomb, true
+}
+
+// destroy is the destroy op a logout item holds: its version, and the reason, writer and
+// site it was written with (a logout item written before they were kept has none).
+func (l *Item) destroy(key string) Op {
+	v := l.DestroyVersion
+	if v == "" {
+		v = l.Version
+	}
+	return Op{Kind: Destroy, Key: key, Version: v, Reason: l.Reason, Site: l.Site}
 }

@@ -43,7 +43,7 @@ func TestLogoutItemIsFinal(t *testing.T) {
 	mustApply(Op{Kind: Create, Key: key, Version: ver(1), Session: sess(3600)})
 
 	// The logout item alone, as an auth server writes it while the bus is down.
-	d := Op{Kind: Destroy, Key: key, Version: ver(2), Until: now + 3600*1000}
+	d := Op{Kind: Destroy, Key: key, Version: ver(2), Until: now + 3600*1000, Reason: "logout", Site: "eu"}
 	if res, err := tb.WriteLogout(ctx, d); err != nil || res != Written {
 		t.Fatalf("WriteLogout: %v %v", res, err)
 	}
@@ -57,8 +57,9 @@ func TestLogoutItemIsFinal(t *testing.T) {
 	if s.Session == nil || s.Session.State != Active || s.Logout == nil {
 		t.Fatalf("after WriteLogout: %+v", s)
 	}
-	if it, err := tb.Get(ctx, key); err != nil || it.State != Destroyed || it.Key != key || it.Readable(time.Now()) {
-		t.Fatalf("Get with a logout item beside a live session item: %+v %v, want a tombstone", it, err)
+	if it, err := tb.Get(ctx, key); err != nil || it.State != Destroyed || it.Key != key || it.Readable(time.Now()) ||
+		it.Reason != "logout" || it.Site != "eu" || it.Writer != "w" || it.DestroyVersion != ver(2) {
+		t.Fatalf("Get with a logout item beside a live session item: %+v %v, want a tombstone that tells its logout", it, err)
 	}
 
 	// A newer save, which lasts longer than the logout said: not merged; the session item
@@ -92,8 +93,17 @@ func TestLogoutItemIsFinal(t *testing.T) {
 	if res, _ := mustApply(Op{Kind: Save, Key: key, Version: ver(6), Session: sess(3600)}); res != Written {
 		t.Fatalf("a save on a live item beside a logout item: %v, want Written (the tombstone back)", res)
 	}
-	if s = read(); s.Session.State != Destroyed || s.Session.Rev != 10 {
-		t.Fatalf("after that save the session item is %+v, want a tombstone", s.Session)
+	if s = read(); s.Session.State != Destroyed || s.Session.Rev != 10 || s.Session.Reason != "logout" || s.Session.DestroyVersion != ver(2) {
+		t.Fatalf("after that save the session item is %+v, want a tombstone that tells the logout item's destroy", s.Session)
+	}
+	// A destroy of a lower version (an operator's revoke that raced the logout) tells why
+	// in both items, whatever the order they arrive in.
+	revoke := Op{Kind: Destroy, Key: key, Version: Version(fmt.Sprintf("%016x", 2), "a"), Until: now, Reason: "revoked", Site: "us"}
+	if res, _ := mustApply(revoke); res != Written {
+		t.Fatalf("an earlier destroy after the logout: %v, want Written (its reason)", res)
+	}
+	if s = read(); s.Session.Reason != "revoked" || s.Logout.Reason != "revoked" || s.Logout.Site != "us" || s.Logout.Writer != "a" {
+		t.Fatalf("after an earlier destroy: session %+v, logout %+v, want both to tell the revoke", s.Session, s.Logout)
 	}
 
 	// A destroy of a session nobody stored: both items, and a repeat writes nothing.

@@ -505,6 +505,7 @@ func (it *Item) equal(o *Item) bool {
 		it.Principal == o.Principal && it.Group == o.Group && it.Created == o.Created &&
 		it.LastAccess == o.LastAccess && it.MaxIdle == o.MaxIdle && it.MaxLife == o.MaxLife &&
 		it.Site == o.Site && it.Writer == o.Writer && it.Floor == o.Floor && it.ExpiresAt == o.ExpiresAt &&
+		it.Reason == o.Reason && it.DestroyVersion == o.DestroyVersion &&
 		maps.EqualFunc(it.Attrs, o.Attrs, bytes.Equal) &&
 		maps.Equal(it.AttrVers, o.AttrVers) && maps.Equal(it.Removed, o.Removed)
 }
