@@ -67,10 +67,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeSessionOp -fuzztime $(FUZZTIME) ./events
 	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME) ./client
 
-## soak: replay 10,000 random session histories against the local DynamoDB (prints the seed)
+## soak: replay 10,000 random session histories against the local DynamoDB, and 5,000
+## across two regions replicated like a global table, with splits (prints the seeds)
 SOAK_HISTORIES ?= 10000
+SOAK_XREGION_HISTORIES ?= 5000
 soak: $(DEPS)
 	$(GO) test -count=1 -timeout 30m -run '^TestReplay$$' -v ./test/replay -histories $(SOAK_HISTORIES) $(if $(SEED),-seed $(SEED))
+	$(GO) test -count=1 -timeout 30m -run '^TestCrossRegion$$' -v ./test/replay -xregion.histories $(SOAK_XREGION_HISTORIES) $(if $(SEED),-seed $(SEED))
 
 ## bench: measure DESIGN.md's "Numbers to hold" against the raw emulators, and the peer,
 ## scs with Redis (a few minutes; never part of make test), and write BENCHMARKS.md and the

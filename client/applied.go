@@ -13,7 +13,8 @@ import (
 // stored item is read until its version is the change's or newer. The apply takes tens of
 // milliseconds (SNS, SQS, the function's read-merge-put), so the first read waits a
 // little, and later ones back off to appliedMaxPoll: each read is a strongly consistent
-// GetItem (direct, one read unit) or a query over the bus.
+// BatchGetItem of the session item and its logout item (direct, two read units) or a
+// query over the bus.
 const (
 	appliedFirstPoll = 5 * time.Millisecond
 	appliedMaxPoll   = 50 * time.Millisecond

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		"SESSIONHA_READS":              "sometimes",
 		"SESSIONHA_SAVE_WAIT":          "forever",
 		"SESSIONHA_MAX_SESSION_LIFE":   "forever",
+		"SESSIONHA_NOTICE_TOPIC_ARNS":  "arn:aws:sns:eu-west-1:123456789012:sessionha-eu-notice,sessionha-us-notice",
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -50,12 +52,13 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 	env := map[string]string{
 		"SESSIONHA_SITE": "eu", "SESSIONHA_CLUSTER": "c1", "SESSIONHA_INSTANCE_ID": "auth-1",
 		"SESSIONHA_TABLE": "t", "SESSIONHA_OPS_TOPIC_ARN": "arn:ops", "SESSIONHA_QUERY_TOPIC_ARN": "arn:q",
-		"SESSIONHA_REPLY_TOPIC_ARN": "arn:r", "SESSIONHA_NOTICE_TOPIC_ARN": "arn:n",
+		"SESSIONHA_REPLY_TOPIC_ARN": "arn:r", "SESSIONHA_NOTICE_TOPIC_ARN": "arn:n", "SESSIONHA_LIFECYCLE_TOPIC_ARN": "arn:l",
 		"SESSIONHA_PERSISTENCE": "memory", "SESSIONHA_FREQUENCY": "time-based", "SESSIONHA_SCOPE": "modified-session",
 		"SESSIONHA_READ_PATH": "bus", "SESSIONHA_MAX_WAIT": "250ms", "SESSIONHA_FLUSH_INTERVAL": "3s",
 		"SESSIONHA_MAX_SESSIONS": "42", "SESSIONHA_FILE_DIR": "/var/lib/sessions", "SESSIONHA_PUBLISH_TIMEOUT": "750ms",
 		"SESSIONHA_JOURNAL_DIR": "/var/lib/sessionha", "SESSIONHA_SWEEP_QUEUES_EVERY": "off", "SESSIONHA_ORPHAN_QUEUE_AGE": "2h",
 		"SESSIONHA_READS": "always", "SESSIONHA_SAVE_WAIT": "applied", "SESSIONHA_MAX_SESSION_LIFE": "720h",
+		"SESSIONHA_NOTICE_TOPIC_ARNS": "arn:aws:sns:eu-west-1:123456789012:sessionha-eu-notice, arn:aws:sns:us-east-1:123456789012:sessionha-us-notice",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -65,12 +68,13 @@ func TestConfigFromEnvReadsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Site: "eu", Cluster: "c1", InstanceID: "auth-1", Table: "t", OpsTopicARN: "arn:ops",
-		QueryTopicARN: "arn:q", ReplyTopicARN: "arn:r", NoticeTopicARN: "arn:n", Persistence: PersistenceMemory,
+		QueryTopicARN: "arn:q", ReplyTopicARN: "arn:r", NoticeTopicARN: "arn:n", LifecycleTopicARN: "arn:l", Persistence: PersistenceMemory,
 		Frequency: FrequencyTimeBased, Scope: ScopeModifiedSession, ReadPath: ReadBus, MaxWait: 250 * time.Millisecond,
 		FlushInterval: 3 * time.Second, MaxSessions: 42, Dir: "/var/lib/sessions", PublishTimeout: 750 * time.Millisecond,
 		JournalDir: "/var/lib/sessionha", SweepQueuesEvery: -1, OrphanQueueAge: 2 * time.Hour,
-		Reads: ReadsAlways, SaveWait: SaveApplied, MaxSessionLife: 720 * time.Hour}
-	if c != want {
+		Reads: ReadsAlways, SaveWait: SaveApplied, MaxSessionLife: 720 * time.Hour,
+		NoticeTopicARNs: []string{"arn:aws:sns:eu-west-1:123456789012:sessionha-eu-notice", "arn:aws:sns:us-east-1:123456789012:sessionha-us-notice"}}
+	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got %+v\nwant %+v", c, want)
 	}
 }

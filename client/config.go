@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,7 +46,7 @@ const (
 type ReadPath string
 
 const (
-	ReadDirect ReadPath = "direct" // strongly consistent GetItem on the table
+	ReadDirect ReadPath = "direct" // a strongly consistent read of the table (session and logout items)
 	ReadBus    ReadPath = "bus"    // a query on the query topic, answered on the reply topic
 )
 
@@ -55,7 +56,7 @@ type NoticeScope string
 const (
 	NoticeOff  NoticeScope = "off"  // no notices: a logout elsewhere is seen in the table
 	NoticeSite NoticeScope = "site" // this site's notices
-	NoticeAll  NoticeScope = "all"  // every site's notices (sites that share the notice topic)
+	NoticeAll  NoticeScope = "all"  // every site's notices, from every site's notice topic (Config.NoticeTopicARNs)
 )
 
 // Reads is when Load reads the table (or asks over the bus) rather than serving this
@@ -99,8 +100,21 @@ type Config struct {
 	OpsTopicARN string
 	// QueryTopicARN, ReplyTopicARN and NoticeTopicARN are the failover query, its
 	// replies, and destroy notices (SESSIONHA_QUERY_TOPIC_ARN, SESSIONHA_REPLY_TOPIC_ARN,
-	// SESSIONHA_NOTICE_TOPIC_ARN). Default "": not used.
+	// SESSIONHA_NOTICE_TOPIC_ARN): this site's topics, where the instance publishes.
+	// Default "": not used.
 	QueryTopicARN, ReplyTopicARN, NoticeTopicARN string
+	// NoticeTopicARNs are the notice topics of every site of the deployment, which this
+	// instance's queue is subscribed to, each in its own region (SESSIONHA_NOTICE_TOPIC_ARNS,
+	// comma-separated; the CDK stacks output it, and the local stack's env files carry
+	// it): a destroy notice with NoticeScope all, and a superseded notice for this
+	// instance from any site (a takeover in another region), reach the instance this way.
+	// It must list NoticeTopicARN. Default: NoticeTopicARN alone (this site's notices only,
+	// whatever NoticeScope says).
+	NoticeTopicARNs []string
+	// LifecycleTopicARN is the site's lifecycle topic (SESSIONHA_LIFECYCLE_TOPIC_ARN):
+	// with it, persistence ha, this instance's queue takes the lifecycle events of its own
+	// sessions (destroyed, expired, moved) for OnLifecycle's listeners. Default "": none.
+	LifecycleTopicARN string
 	// Persistence is memory, file or ha (SESSIONHA_PERSISTENCE). Default ha.
 	Persistence Persistence
 	// Frequency is web-method or time-based (SESSIONHA_FREQUENCY). Default web-method.
@@ -161,7 +175,8 @@ type Config struct {
 	// longer than a user tolerates, once; later calls do not wait while degraded.
 	PublishTimeout time.Duration
 	// NoticeScope is which destroy notices this instance publishes and takes: off, site
-	// or all (SESSIONHA_NOTICE_SCOPE). Default site when NoticeTopicARN is set, else off.
+	// (its own site's) or all (every site's, from the topics of NoticeTopicARNs)
+	// (SESSIONHA_NOTICE_SCOPE). Default site when NoticeTopicARN is set, else off.
 	NoticeScope NoticeScope
 	// PurgeDelay is how long an instance keeps refusing a destroyed session's id in
 	// memory, after its own destroy or a notice (SESSIONHA_PURGE_DELAY, a Go duration);
@@ -230,6 +245,18 @@ var envVars = []struct {
 	{"SESSIONHA_QUERY_TOPIC_ARN", func(c *Config, v string) error { c.QueryTopicARN = v; return nil }},
 	{"SESSIONHA_REPLY_TOPIC_ARN", func(c *Config, v string) error { c.ReplyTopicARN = v; return nil }},
 	{"SESSIONHA_NOTICE_TOPIC_ARN", func(c *Config, v string) error { c.NoticeTopicARN = v; return nil }},
+	{"SESSIONHA_NOTICE_TOPIC_ARNS", func(c *Config, v string) error {
+		c.NoticeTopicARNs = nil
+		for part := range strings.SplitSeq(v, ",") {
+			part = strings.TrimSpace(part)
+			if !snsTopicARN(part) {
+				return fmt.Errorf("%q is not an SNS topic ARN: want a comma-separated list of topic ARNs such as arn:aws:sns:eu-west-1:123456789012:sessionha-eu-notice", part)
+			}
+			c.NoticeTopicARNs = append(c.NoticeTopicARNs, part)
+		}
+		return nil
+	}},
+	{"SESSIONHA_LIFECYCLE_TOPIC_ARN", func(c *Config, v string) error { c.LifecycleTopicARN = v; return nil }},
 	{"SESSIONHA_PERSISTENCE", func(c *Config, v string) error { c.Persistence = Persistence(v); return nil }},
 	{"SESSIONHA_FREQUENCY", func(c *Config, v string) error { c.Frequency = Frequency(v); return nil }},
 	{"SESSIONHA_FLUSH_INTERVAL", func(c *Config, v string) (err error) { c.FlushInterval, err = parseDuration(v); return }},
@@ -337,6 +364,7 @@ func (c Config) withDefaults() Config {
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 2 * time.Second
 	}
+	c.NoticeTopicARNs = noticeTopics(c.NoticeTopicARN, c.NoticeTopicARNs)
 	if c.NoticeScope == "" {
 		c.NoticeScope = NoticeOff
 		if c.NoticeTopicARN != "" {
@@ -368,6 +396,24 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// noticeTopics is the notice topics an instance listens to: list without repeats (a
+// topic listed twice would be subscribed once anyway), or own alone if list is empty.
+func noticeTopics(own string, list []string) []string {
+	if len(list) == 0 {
+		if own == "" {
+			return nil
+		}
+		return []string{own}
+	}
+	var out []string
+	for _, t := range list {
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func defaultInstanceID() string {
@@ -435,6 +481,11 @@ func (c Config) validate() error {
 			return fmt.Errorf("client: %s (%s) %s: want a positive duration, or 0 for the default", f.field, f.env, f.v)
 		}
 	}
+	for _, t := range c.NoticeTopicARNs {
+		if t != c.NoticeTopicARN && !snsTopicARN(t) {
+			return fmt.Errorf("client: NoticeTopicARNs (SESSIONHA_NOTICE_TOPIC_ARNS) %q: not an SNS topic ARN (arn:PARTITION:sns:REGION:ACCOUNT:NAME)", t)
+		}
+	}
 	if c.OrphanQueueAge != 0 && c.OrphanQueueAge < MinOrphanQueueAge {
 		return fmt.Errorf("client: OrphanQueueAge (SESSIONHA_ORPHAN_QUEUE_AGE) %s: want at least %s, so that no live instance is taken for dead, or 0 for the default", c.OrphanQueueAge, MinOrphanQueueAge)
 	}
@@ -477,6 +528,10 @@ func (c Config) validateOpen() error {
 	}
 	if c.Persistence == PersistenceHA && c.NoticeScope != NoticeOff && c.NoticeTopicARN == "" {
 		return fmt.Errorf("client: NoticeScope (SESSIONHA_NOTICE_SCOPE) %q needs NoticeTopicARN (SESSIONHA_NOTICE_TOPIC_ARN)", c.NoticeScope)
+	}
+	if c.Persistence == PersistenceHA && c.NoticeScope != NoticeOff && !slices.Contains(c.NoticeTopicARNs, c.NoticeTopicARN) {
+		return fmt.Errorf("client: NoticeTopicARNs (SESSIONHA_NOTICE_TOPIC_ARNS) %s does not list NoticeTopicARN (SESSIONHA_NOTICE_TOPIC_ARN) %q: an instance must hear its own site's notices; list every site's notice topic, this site's included",
+			strings.Join(c.NoticeTopicARNs, ","), c.NoticeTopicARN)
 	}
 	if c.Persistence == PersistenceHA && (c.ReadPath == ReadBus || c.NoticeScope != NoticeOff) && !queueSite.MatchString(c.Site) {
 		return fmt.Errorf("client: Site (SESSIONHA_SITE) %q: an instance with a queue of its own (ReadPath bus, or notices) needs a site of 1-%d characters of A-Z, a-z, 0-9, '_' and '-', which its queue's name is made of", c.Site, maxQueueSite)

@@ -21,7 +21,7 @@ import (
 // (journal.go) before the call returns, replayed by the next Open of the instance after
 // a crash, and sent when the bus is back, logouts with their notices. A logout is also
 // written to the table at once where this instance reads it directly, so that the other
-// instances refuse the session before the bus is back.
+// instances refuse the session before the bus is back: its logout item (tombstone).
 
 // journalDir is where this instance's journal lives.
 func (c Config) journalDir() (string, error) {
@@ -227,18 +227,21 @@ func (s *Store) compactJournal() {
 }
 
 // tombstone writes the logout d to the table at once, where this instance reads the
-// table directly (and so may write it): the other instances refuse the session before
-// the bus is back. It is a conditional write through the record's merge, as the
-// functions do it, so it never undoes a newer write. It reports whether it was written.
-// The tombstone lasts as the functions' would: until the session's latest possible
-// deadline the destroy carries, plus the record's default grace.
+// table directly: the other instances, of this region and (once replicated) of every
+// other, refuse the session before the bus is back. It writes the session's logout item
+// only (record.Table.WriteLogout), insert-only, which no session write can overwrite and
+// every read and merge takes as final; it is all the auth servers' policy lets them write
+// (PutItem on logout keys). The tombstone itself is written by the functions when the bus
+// takes the destroy. It reports whether the logout is in the table, written now or
+// before. The logout item lasts until the session's latest possible deadline the destroy
+// carries, plus the record's default grace, and at least its LogoutKeep.
 func (s *Store) tombstone(ctx context.Context, key string, d *pendingDestroy) bool {
 	if s.table == nil || s.cfg.ReadPath != ReadDirect {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PublishTimeout)
 	defer cancel()
-	if _, _, err := s.table.Apply(ctx, record.Op{Kind: record.Destroy, Key: key, Version: d.ver, Until: d.until}); err != nil {
+	if _, err := s.table.WriteLogout(ctx, record.Op{Kind: record.Destroy, Key: key, Version: d.ver, Until: d.until}); err != nil {
 		s.log.Warn("a logout made while the bus is down could not be written to the table; it is journaled and sent when the bus is back",
 			"reason", err.Error())
 		return false

@@ -124,6 +124,15 @@
 // of one ends them all, while a timeout ends only its own, and so does a new id for one
 // of them (Renew).
 //
+// # Lifecycle events
+//
+// The site publishes every session's lifecycle (created, destroyed with its reason,
+// expired, moved by a failover) on its lifecycle topic, from the table's stream. With
+// LifecycleTopicARN (SESSIONHA_LIFECYCLE_TOPIC_ARN) an instance's queue takes the events
+// of its own sessions, and OnLifecycle hands them to the app: when another instance
+// revokes one of them, the per-user cap or an SSO group's logout ends it, it expires, or
+// another instance takes it over. At least once; each carries an idempotency key.
+//
 // # Degraded mode
 //
 // When the bus cannot be reached (a publish failed after the SDK's retries, or within

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/sessionha/sessionha/client"
@@ -95,6 +96,34 @@ func ExampleOpen() {
 	lang, _ := got.Get("lang")
 	fmt.Println(got.Principal(), string(lang), restarted.Mode())
 	// Output: alice en local
+}
+
+// An instance reacts when its sessions end elsewhere (a revoke by another instance, the
+// per-user cap, an SSO group's logout), expire, or move to another instance.
+func ExampleStore_OnLifecycle() {
+	cfg, err := client.ConfigFromEnv() // with SESSIONHA_LIFECYCLE_TOPIC_ARN and persistence ha
+	if err != nil {
+		panic(err)
+	}
+	store, err := client.Open(context.Background(), cfg)
+	if err != nil {
+		panic(err)
+	}
+	defer store.Close()
+	perSession := map[string]string{} // the app's own state, by session handle
+	var mu sync.Mutex
+	remove := store.OnLifecycle(func(e client.LifecycleEvent) {
+		switch e.Kind {
+		case client.LifecycleDestroyed, client.LifecycleExpired:
+			mu.Lock()
+			delete(perSession, e.Handle) // e.Handle is client.Handle(s.ID())
+			mu.Unlock()
+			fmt.Println(e.Kind, e.Reason, "at", e.At)
+		case client.LifecycleMoved:
+			fmt.Println("now served by", e.By, "of site", e.BySite)
+		}
+	})
+	defer remove()
 }
 
 // The failover knobs set in code rather than from SESSIONHA_* variables: sessions sent

@@ -25,9 +25,23 @@ import (
 )
 
 // The inbox is this instance's own queue: replies to its failover queries (subscribed to
-// the reply topic with a filter on its instance id) and destroy notices (subscribed to
-// the notice topic, filtered by site unless the scope is all). Its name comes from the
-// site and the instance id (queuename.go).
+// the reply topic with a filter on its instance id), and destroy and superseded notices
+// (subscribed to every site's notice topic, Config.NoticeTopicARNs, with noticeFilter:
+// destroys of its own site, or of every site with scope all, and superseded notices for
+// this instance from any site). Its name comes from the site and the instance id
+// (queuename.go).
+//
+// Notices cross sites, and regions: a topic in another region delivers to the queue (a
+// cross-region subscription, made in the topic's region: regional.go), so that another
+// region's logout reaches this instance before the table's replication does, and a
+// takeover there tells this instance that its copy is stale. The queue's policy lets every
+// one of those topics deliver. The subscriptions in the instance's own region are made
+// first, and Open waits for them; those in other regions follow, and while one is
+// missing (its region out of reach) the instance does not serve sessions from memory
+// (owner.go: it cannot hear every site), and when it is made the instance drops its
+// ownership of every copy, since a notice may have gone unheard meanwhile. With a
+// lifecycle topic the queue also takes its sessions' lifecycle events (filtered on its
+// instance id: lifecycle.go).
 //
 // Its life cycle, and why. SQS refuses to make a queue of a name deleted in the last 60 s
 // (QueueDeletedRecently), allows one PurgeQueue per queue per 60 s, and may delete what
@@ -112,7 +126,8 @@ type inbox struct {
 	q      queueAPI
 	sn     subscriber
 	name   string
-	topics []string // reply and/or notice topic
+	topics []string // the reply topic and/or the notice topics, those of the home region first
+	home   int      // topics[:home] are in the instance's own region
 
 	mu      sync.Mutex
 	waiters map[string]chan *events.Reply // by request id
@@ -126,6 +141,7 @@ type inbox struct {
 	problem *setupError     // why the inbox is not ready; nil once it is
 
 	failing atomic.Bool // receives fail, or the queue was lost: notices may be late or gone (owner.go)
+	away    atomic.Bool // an attempt at the subscriptions in other regions is under way (receive)
 
 	stop context.CancelFunc
 	done sync.WaitGroup
@@ -174,13 +190,19 @@ func failed(step string, err error) *setupError {
 func (s *Store) openInbox(ctx context.Context, q queueAPI, sn subscriber) (*inbox, error) {
 	b := &inbox{s: s, q: q, sn: sn, name: InstanceQueueName(s.cfg.Site, s.cfg.InstanceID),
 		waiters: map[string]chan *events.Reply{}, subs: map[string]bool{}}
+	var topics []string
 	if s.cfg.ReadPath == ReadBus {
-		b.topics = append(b.topics, s.cfg.ReplyTopicARN)
+		topics = append(topics, s.cfg.ReplyTopicARN)
 	}
 	if s.cfg.NoticeScope != NoticeOff {
-		b.topics = append(b.topics, s.cfg.NoticeTopicARN)
+		topics = append(topics, s.cfg.NoticeTopicARNs...)
 	}
-	if err := b.ensure(ctx); err != nil {
+	if s.cfg.LifecycleTopicARN != "" {
+		topics = append(topics, s.cfg.LifecycleTopicARN) // lifecycle.go
+		s.startLifecycle()
+	}
+	b.topics, b.home = homeFirst(topics, s.region)
+	if err := b.ensure(ctx, false); err != nil {
 		var se *setupError
 		switch {
 		case ctx.Err() != nil:
@@ -189,12 +211,31 @@ func (s *Store) openInbox(ctx context.Context, q queueAPI, sn subscriber) (*inbo
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		s.log.Warn("this instance's queue is not ready; making it in the background (bus reads fail until it is)", "queue", b.name, "reason", err.Error())
+	} else if b.home < len(b.topics) {
+		// Other regions' notice topics: a refusal (not authorized, no such topic) stops
+		// Open, as for this region's; a region out of reach does not hold Open up for
+		// longer than remoteWait, and its subscription is made in the background.
+		rctx, cancel := context.WithTimeout(ctx, remoteWait)
+		err := b.ensure(rctx, true)
+		cancel()
+		var se *setupError
+		switch {
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("client: open: %w (subscribing this instance's queue to other regions' notice topics)", ctx.Err())
+		case errors.As(err, &se) && se.kind == setupRefused:
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		case err != nil:
+			s.log.Warn("this instance's queue is not yet subscribed to another region's notice topic; subscribing in the background (until then, every Load reads)", "queue", b.name, "reason", err.Error())
+		}
 	}
 	rctx, stop := context.WithCancel(context.Background())
 	b.stop = stop
 	b.done.Add(2)
 	go b.receive(rctx)
 	go b.keepAlive(rctx)
+	if s.cfg.LifecycleTopicARN != "" {
+		b.done.Go(func() { s.dispatchLifecycle(rctx) })
+	}
 	if every := s.cfg.SweepQueuesEvery; every > 0 {
 		b.done.Add(1)
 		go b.sweepLoop(rctx, every)
@@ -202,9 +243,32 @@ func (s *Store) openInbox(ctx context.Context, q queueAPI, sn subscriber) (*inbo
 	return b, nil
 }
 
+// remoteWait bounds how long Open waits for the subscriptions in other regions.
+const remoteWait = 5 * time.Second
+
+// homeFirst orders topics with those of region first, and says how many those are.
+func homeFirst(topics []string, region string) ([]string, int) {
+	var home, away []string
+	for _, t := range topics {
+		if r := arnRegion(t); r == "" || r == region {
+			home = append(home, t)
+		} else {
+			away = append(away, t)
+		}
+	}
+	return append(home, away...), len(home)
+}
+
 // ensure makes what the inbox lacks: the queue (found or made, with its attributes,
-// policy and tags), then its subscriptions. It returns a *setupError.
-func (b *inbox) ensure(ctx context.Context) error {
+// policy and tags), then its subscriptions in its own region, and with away those in
+// other regions too. It returns a *setupError. A failure in this region is the inbox's
+// problem; one in another region is returned only: this region's bus works.
+//
+// A subscription made while the instance may own sessions (any but those Open makes
+// before it returns, when it owns none) may have missed notices: the instance owns
+// nothing once it is made (owner.go), from before it counts as made, so that no Load
+// serves a copy that a missed notice made stale.
+func (b *inbox) ensure(ctx context.Context, away bool) error {
 	b.setup.Lock()
 	defer b.setup.Unlock()
 	b.st.Lock()
@@ -220,7 +284,11 @@ func (b *inbox) ensure(ctx context.Context) error {
 		b.url, b.arn, b.subs = url, arn, map[string]bool{}
 		b.st.Unlock()
 	}
-	for _, topic := range b.topics {
+	topics := b.topics[:b.home]
+	if away {
+		topics = b.topics
+	}
+	for i, topic := range topics {
 		b.st.Lock()
 		done := b.subs[topic]
 		b.st.Unlock()
@@ -228,9 +296,12 @@ func (b *inbox) ensure(ctx context.Context) error {
 			continue
 		}
 		if err := b.subscribe(ctx, topic, arn); err != nil {
-			b.fail(err)
+			if i < b.home {
+				b.fail(err)
+			}
 			return err
 		}
+		b.s.disownAll()
 		b.st.Lock()
 		if b.url == url {
 			b.subs[topic] = true
@@ -303,7 +374,7 @@ func (b *inbox) makeQueue(ctx context.Context) (url, arn string, _ *setupError) 
 				err: fmt.Errorf("it belongs to instance %q (two instance ids whose queue names collide: rename one)", owner)}
 		}
 	}
-	attrs["Policy"] = inboxPolicy(arn, b.topics)
+	attrs["Policy"] = inboxPolicy(arn, b.topics) // every topic, of every region, that delivers to it
 	if _, err := b.q.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(url), Attributes: attrs}); err != nil {
 		return "", "", failed("set the policy of this instance's queue "+b.name, err)
 	}
@@ -315,14 +386,20 @@ func (b *inbox) makeQueue(ctx context.Context) (url, arn string, _ *setupError) 
 	return url, arn, nil
 }
 
-// inboxPolicy lets the topics deliver to the queue, and refuses any request to it that
-// is not made over TLS, as the CDK's enforceSSL does for the site's own queues.
+// inboxPolicy lets the topics deliver to the queue, those of other regions included
+// (with SNS's principal of the topic's region where that is an opt-in region:
+// regional.go), and refuses any request to it that is not made over TLS, as the CDK's
+// enforceSSL does for the site's own queues.
 func inboxPolicy(queueARN string, topics []string) string {
+	var principal any = "sns.amazonaws.com"
+	if ps := snsPrincipals(arnRegion(queueARN), topics); len(ps) > 1 {
+		principal = ps
+	}
 	p, _ := json.Marshal(map[string]any{
 		"Version": "2012-10-17",
 		"Statement": []any{
 			map[string]any{
-				"Sid": "TopicsDeliver", "Effect": "Allow", "Principal": map[string]any{"Service": "sns.amazonaws.com"},
+				"Sid": "TopicsDeliver", "Effect": "Allow", "Principal": map[string]any{"Service": principal},
 				"Action": "sqs:SendMessage", "Resource": queueARN,
 				"Condition": map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": topics}},
 			},
@@ -345,6 +422,8 @@ func (b *inbox) subscribe(ctx context.Context, topic, queueARN string) *setupErr
 	switch {
 	case topic == cfg.ReplyTopicARN:
 		attrs["FilterPolicy"] = fmt.Sprintf(`{"requester":[%q]}`, cfg.InstanceID)
+	case topic == cfg.LifecycleTopicARN:
+		attrs["FilterPolicy"] = lifecycleFilter(cfg) // lifecycle.go
 	default: // the notice topic
 		attrs["FilterPolicy"] = noticeFilter(cfg) // owner.go
 	}
@@ -420,7 +499,7 @@ func queueGone(err error) bool {
 // (out of reach, or its rules) or refused does not keep the store degraded, since
 // publishing works, and is finished in the background.
 func (b *inbox) resubscribe(ctx context.Context) error {
-	err := b.ensure(ctx)
+	err := b.ensure(ctx, false) // other regions' subscriptions follow in the background (receive)
 	var se *setupError
 	if errors.As(err, &se) && se.kind == setupUnreachable && se.sns {
 		return err
@@ -436,11 +515,28 @@ func (b *inbox) busDown() bool {
 	return b.problem != nil && b.problem.kind == setupUnreachable && b.problem.sns
 }
 
-// ready reports whether the queue exists and every subscription is in place.
+// ready reports whether the queue exists and every subscription is in place, those in
+// other regions included.
 func (b *inbox) ready() bool {
 	b.st.Lock()
 	defer b.st.Unlock()
 	return b.url != "" && len(b.subs) == len(b.topics)
+}
+
+// homeReady reports whether the queue exists and the subscriptions in the instance's own
+// region are in place.
+func (b *inbox) homeReady() bool {
+	b.st.Lock()
+	defer b.st.Unlock()
+	if b.url == "" {
+		return false
+	}
+	for _, t := range b.topics[:b.home] {
+		if !b.subs[t] {
+			return false
+		}
+	}
+	return true
 }
 
 // readyForReplies is nil if replies can reach this instance, else an error wrapping
@@ -494,11 +590,35 @@ func (b *inbox) receive(ctx context.Context) {
 	var tried time.Time // the last attempt to finish the inbox
 	for ctx.Err() == nil {
 		poll := int32(20)
-		if !b.ready() {
+		if !b.ready() && b.homeReady() {
+			// Only subscriptions in other regions are missing: made in the background,
+			// so that a region out of reach never holds up this region's notices and
+			// replies; the receives come back sooner to try again.
+			poll = 5
+			if time.Since(tried) >= wait && b.away.CompareAndSwap(false, true) {
+				tried = time.Now()
+				b.done.Add(1)
+				go func() {
+					defer b.done.Done()
+					defer b.away.Store(false)
+					actx, cancel := context.WithTimeout(ctx, setupTimeout)
+					err := b.ensure(actx, true)
+					cancel()
+					switch {
+					case ctx.Err() != nil:
+					case err == nil:
+						b.s.log.Info("this instance's queue is subscribed to every site's notice topic", "queue", b.name)
+					default:
+						b.s.log.Debug("this instance's queue is not yet subscribed to another region's notice topic", "queue", b.name, "reason", err.Error())
+					}
+				}()
+				wait = min(2*wait, 5*time.Second)
+			}
+		} else if !b.ready() {
 			if time.Since(tried) >= wait {
 				tried = time.Now()
 				actx, cancel := context.WithTimeout(ctx, setupTimeout)
-				err := b.ensure(actx)
+				err := b.ensure(actx, false)
 				cancel()
 				switch {
 				case ctx.Err() != nil:
@@ -548,7 +668,9 @@ func (b *inbox) receive(ctx context.Context) {
 		}
 		var done []sqstypes.DeleteMessageBatchRequestEntry
 		for i, m := range out.Messages {
-			b.handle(m)
+			if !b.handle(m) {
+				continue // left in the queue: it comes again
+			}
 			done = append(done, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
 		}
 		if len(done) > 0 {
@@ -607,19 +729,23 @@ func isTransient(err error) bool {
 	return false
 }
 
-// handle routes one message: a reply carries the "requester" attribute, a superseded
-// notice "owner", a destroy notice "site".
-func (b *inbox) handle(m sqstypes.Message) {
+// handle routes one message: a lifecycle event carries the "lifecycle" attribute, a
+// reply "requester", a superseded notice "owner", a destroy notice "site". It reports
+// whether the message is done with (false: leave it in the queue).
+func (b *inbox) handle(m sqstypes.Message) bool {
 	body := []byte(aws.ToString(m.Body))
+	if _, ok := m.MessageAttributes[events.LifecycleAttrKind]; ok {
+		return b.s.takeLifecycle(body) // lifecycle.go
+	}
 	if _, ok := m.MessageAttributes["owner"]; ok {
 		b.s.superseded(body) // owner.go
-		return
+		return true
 	}
 	if _, ok := m.MessageAttributes["requester"]; ok {
 		r, err := events.DecodeReply(body)
 		if err != nil {
 			b.s.log.Warn("bad reply ignored", "kind", events.ErrorKind(err), "reason", err.Error())
-			return
+			return true
 		}
 		b.mu.Lock()
 		ch := b.waiters[r.RequestID]
@@ -630,17 +756,18 @@ func (b *inbox) handle(m sqstypes.Message) {
 			default: // a duplicate delivery: the first answer is already there
 			}
 		}
-		return // no waiter: a predecessor's query, or one that gave up
+		return true // no waiter: a predecessor's query, or one that gave up
 	}
 	n, err := events.DecodeNotice(body)
 	if err != nil {
 		b.s.log.Warn("bad notice ignored", "kind", events.ErrorKind(err), "reason", err.Error())
-		return
+		return true
 	}
 	if n.Cluster == b.s.cfg.Cluster {
 		b.s.revoke(record.Key(n.Cluster, n.ID))
 		b.s.stats.notices.Add(1)
 	}
+	return true
 }
 
 // wait registers a waiter for the reply to request id; cancel removes it.

@@ -19,7 +19,9 @@ import (
 // of this instance's copy (so an instance reads its own writes before they are applied)
 // and the table's strongly consistent one (or the answer over the bus); if the table
 // cannot be read, this instance's copy if it has one. It fails with ErrNotFound for an id
-// that is unknown, expired or destroyed.
+// that is unknown, expired or destroyed. The table's read takes the session item and its
+// logout item in one call (two read units): a logout item ends the session whatever the
+// session item says, which another region's save may have overwritten (last writer wins).
 func (s *Store) Load(ctx context.Context, id string) (*Session, error) {
 	if !s.enter() {
 		return nil, ErrClosed
@@ -75,7 +77,8 @@ func (s *Store) Load(ctx context.Context, id string) (*Session, error) {
 	return mine, nil
 }
 
-// loadTable reads the table and returns the newer copy.
+// loadTable reads the table (the session as record.Table.Get sees it: its logout item
+// final) and returns the newer copy.
 func (s *Store) loadTable(ctx context.Context, id, key string, mine *Session, ver string, pending bool, now time.Time) (*Session, error) {
 	it, err := s.table.Get(ctx, key)
 	switch {

@@ -27,7 +27,8 @@ import (
 // undone by a read of the older item.
 //
 // Owner reads stop (every Load reads) while the instance cannot hear notices: while it is
-// degraded, before its queue is subscribed, and while receives from its queue fail; after
+// degraded, before its queue is subscribed to every site's notice topic (another
+// region's may be out of reach: inbox.go), and while receives from its queue fail; after
 // such a gap it owns nothing until it writes again, since notices may have been lost.
 
 // ownerReads reports whether Load may serve an owned session from memory now.
@@ -35,12 +36,17 @@ func (s *Store) ownerReads() bool {
 	return s.cfg.Reads == ReadsOwner && s.inbox != nil && s.Mode() == ModeFailover && s.inbox.listening()
 }
 
-// listening reports whether notices reach this instance: subscribed, and receiving.
+// listening reports whether notices reach this instance: subscribed to every site's
+// notice topic, and receiving.
 func (b *inbox) listening() bool { return !b.failing.Load() && b.ready() }
 
-// noticeFilter is the filter policy of this instance's subscription to the notice topic:
-// destroy notices of its scope (the "site" attribute: its own site's, or every site's),
-// and superseded notices for this instance alone (the "owner" attribute).
+// noticeFilter is the filter policy of this instance's subscriptions to every site's
+// notice topic (Config.NoticeTopicARNs), the same on each: destroy notices of its scope
+// (the "site" attribute, the origin site: its own site's, or every site's with scope
+// all), and superseded notices for this instance alone from any site (the "owner"
+// attribute), so that a takeover in another region reaches the old owner too. Instance
+// ids should be unique across the deployment: a superseded notice for an instance of the
+// same id in another site only makes this one read once more.
 func noticeFilter(cfg Config) string {
 	destroys := `{"site":[{"exists":true}]}`
 	if cfg.NoticeScope == NoticeSite {

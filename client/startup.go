@@ -44,6 +44,14 @@ func (s *Store) checkResources(ctx context.Context, db describer, bus topicReade
 	}
 	if s.cfg.NoticeScope != NoticeOff {
 		topics = append(topics, topic{"NoticeTopicARN", "SESSIONHA_NOTICE_TOPIC_ARN", s.cfg.NoticeTopicARN})
+		for _, t := range s.cfg.NoticeTopicARNs { // every site's, each asked in its region
+			if t != s.cfg.NoticeTopicARN {
+				topics = append(topics, topic{"NoticeTopicARNs", "SESSIONHA_NOTICE_TOPIC_ARNS", t})
+			}
+		}
+	}
+	if s.cfg.LifecycleTopicARN != "" {
+		topics = append(topics, topic{"LifecycleTopicARN", "SESSIONHA_LIFECYCLE_TOPIC_ARN", s.cfg.LifecycleTopicARN})
 	}
 	errs := make([]error, len(topics)+1)
 	var wg sync.WaitGroup

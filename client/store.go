@@ -57,12 +57,15 @@ type Store struct {
 	cfg     Config
 	log     *slog.Logger
 	clock   clock
+	region  string         // ha: the AWS region of the store's clients, its site's
 	bus     publisher      // nil unless ha
 	table   *record.Table  // nil unless ha
 	files   *fileStore     // nil unless file
 	index   record.Querier // ha: the per-user index
 	inbox   *inbox         // ha with ReadPath bus or notices: this instance's queue
 	journal *journal       // ha: what degraded mode acknowledged, on local disk
+	// lifecycle holds OnLifecycle's listeners and the events on their way (lifecycle.go).
+	lifecycle lifecycleHub
 
 	mu sync.Mutex // guards what follows, and every entry
 	cache
@@ -125,12 +128,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		db := dynamodb.NewFromConfig(*awsCfg)
 		bus := sns.NewFromConfig(*awsCfg)
-		s.bus, s.index = bus, db
+		s.bus, s.index, s.region = bus, db, awsCfg.Region
+		// Subscriptions and checks of topics in other regions go to those regions.
+		topics := newRegionalSNS(*awsCfg, bus)
 		s.table = &record.Table{DB: db, Name: cfg.Table}
 		if err := claimInstance(cfg.InstanceID); err != nil { // startup.go
 			return nil, err
 		}
-		if err := s.checkResources(ctx, db, bus, awsCfg.Region); err != nil {
+		if err := s.checkResources(ctx, db, topics, awsCfg.Region); err != nil {
 			releaseInstance(cfg.InstanceID)
 			return nil, err
 		}
@@ -139,8 +144,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			releaseInstance(cfg.InstanceID)
 			return nil, err
 		}
-		if cfg.ReadPath == ReadBus || cfg.NoticeScope != NoticeOff {
-			ib, err := s.openInbox(ctx, sqs.NewFromConfig(*awsCfg), bus)
+		if cfg.ReadPath == ReadBus || cfg.NoticeScope != NoticeOff || cfg.LifecycleTopicARN != "" {
+			ib, err := s.openInbox(ctx, sqs.NewFromConfig(*awsCfg), topics)
 			if err != nil {
 				s.journal.close(false)
 				releaseInstance(cfg.InstanceID)
@@ -241,15 +246,16 @@ func (s *Store) revokeLocked(key string) {
 	s.cache.drop(key)
 }
 
-// Destroy ends the session everywhere (logout): it publishes a tombstone (ha) or removes
-// the file (file), and this instance refuses the id at once. The tombstone lasts until the
-// session's latest possible deadline, as this instance's copy or the table tell it, or
-// MaxSessionLife from now when neither knows the session (its create may still be on its
-// way), so that no late op of the session brings it back. A destroy is sent at once
+// Destroy ends the session everywhere (logout): it publishes a destroy (ha: the functions
+// write the session's logout item, which no later write of any region undoes, then its
+// tombstone) or removes the file (file), and this instance refuses the id at once. Both
+// last until the session's latest possible deadline, as this instance's copy or the table
+// tell it, or MaxSessionLife from now when neither knows the session (its create may
+// still be on its way), so that no late op of the session brings it back. A destroy is sent at once
 // whatever the frequency; while degraded, it is journaled to local disk before Destroy
 // returns and sent first when the bus is back (by the next Open of this instance after a
-// crash), its notice with it; with ReadPath direct it is also written to the table at
-// once, so that the instances reading the table refuse the session meanwhile.
+// crash), its notice with it; with ReadPath direct its logout item is also written to
+// the table at once, so that the instances reading the table refuse the session meanwhile.
 // With notices on, every instance in scope drops its copy too. An explicit logout of a
 // session in an SSO group ends every session of that group (its user's); a timeout ends
 // only its own, and so does Renew, which replaces an id. Destroying an unknown id is not

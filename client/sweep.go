@@ -69,7 +69,8 @@ type SweepOptions struct {
 	// orphan. Default DefaultOrphanQueueAge; at least MinOrphanQueueAge.
 	OlderThan time.Duration
 	// TopicARNs are the topics whose subscriptions to a deleted queue are removed with
-	// it: the site's reply and notice topics. Default none.
+	// it: the site's reply topic and every site's notice topic (each asked in its own
+	// region). Default none.
 	TopicARNs []string
 	// Keep names a queue never to delete: the sweeping instance's own. Default none.
 	Keep string
@@ -83,7 +84,8 @@ type SweepOptions struct {
 // (or ErrInvalid for bad options); if some orphans could not be removed, the error says
 // how many and the report says why.
 func SweepInstanceQueues(ctx context.Context, awsCfg aws.Config, o SweepOptions) ([]SweptQueue, error) {
-	return sweepQueues(ctx, sqs.NewFromConfig(awsCfg), sns.NewFromConfig(awsCfg), o, time.Now())
+	// Topics of other regions (every site's notice topic) are asked in their region.
+	return sweepQueues(ctx, sqs.NewFromConfig(awsCfg), newRegionalSNS(awsCfg, sns.NewFromConfig(awsCfg)), o, time.Now())
 }
 
 func sweepQueues(ctx context.Context, q queueAPI, sn subscriber, o SweepOptions, now time.Time) ([]SweptQueue, error) {
@@ -260,8 +262,8 @@ func (b *inbox) sweepLoop(ctx context.Context, every time.Duration) {
 	defer b.done.Done()
 	cfg := b.s.cfg
 	var topics []string
-	for _, t := range []string{cfg.ReplyTopicARN, cfg.NoticeTopicARN} {
-		if t != "" {
+	for _, t := range append([]string{cfg.ReplyTopicARN, cfg.NoticeTopicARN, cfg.LifecycleTopicARN}, cfg.NoticeTopicARNs...) {
+		if t != "" && !slices.Contains(topics, t) {
 			topics = append(topics, t)
 		}
 	}

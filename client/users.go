@@ -31,8 +31,9 @@ func Handle(id string) string { return events.HashID(id) }
 var ErrIndexUnavailable = errors.New("client: sessions per user need persistence ha")
 
 // List returns the user's live sessions, oldest first, from the table's per-user index
-// (persistence ha). The index lags writes by about a second: a session created or ended
-// a moment ago may be missing or still listed.
+// (persistence ha), less those logged out (their logout items). The index lags writes
+// by about a second: a session created or ended a moment ago may be missing or still
+// listed.
 func (s *Store) List(ctx context.Context, principal string) ([]SessionInfo, error) {
 	if !s.enter() {
 		return nil, ErrClosed
@@ -52,7 +53,10 @@ func (s *Store) List(ctx context.Context, principal string) ([]SessionInfo, erro
 	return out, nil
 }
 
-// entries reads the index, leaving out what this instance knows is destroyed.
+// entries reads the index, leaving out what this instance knows is destroyed and the
+// sessions with a logout item: the index projects session items only, and a session item
+// another region's save left live beside a logout (last writer wins) is still listed
+// there. The logout items are read 100 to a consistent BatchGetItem (one read unit each).
 func (s *Store) entries(ctx context.Context, principal string) ([]record.Entry, error) {
 	if s.index == nil {
 		return nil, ErrIndexUnavailable
@@ -64,7 +68,16 @@ func (s *Store) entries(ctx context.Context, principal string) ([]record.Entry, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: list sessions: %v", ErrUnavailable, err)
 	}
-	return slices.DeleteFunc(entries, func(e record.Entry) bool { return s.isRevoked(e.Key) }), nil
+	entries = slices.DeleteFunc(entries, func(e record.Entry) bool { return s.isRevoked(e.Key) })
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Key
+	}
+	out, err := s.table.LoggedOut(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("%w: list sessions: read their logout items: %v", ErrUnavailable, err)
+	}
+	return slices.DeleteFunc(entries, func(e record.Entry) bool { return out[e.Key] }), nil
 }
 
 // DestroyAll ends every session of the user (revoke all, e.g. after a password change),

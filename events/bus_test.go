@@ -19,6 +19,7 @@ var codecs = []codec{
 	{"reply", func(b []byte) (any, error) { return DecodeReply(b) }, func(v any) ([]byte, error) { return EncodeReply(v.(*Reply)) }},
 	{"notice", func(b []byte) (any, error) { return DecodeNotice(b) }, func(v any) ([]byte, error) { return EncodeNotice(v.(*Notice)) }},
 	{"superseded", func(b []byte) (any, error) { return DecodeSuperseded(b) }, func(v any) ([]byte, error) { return EncodeSuperseded(v.(*Superseded)) }},
+	{"lifecycle", func(b []byte) (any, error) { return DecodeLifecycle(b) }, func(v any) ([]byte, error) { return EncodeLifecycle(v.(*Lifecycle)) }},
 }
 
 func TestBusMessagesRoundTrip(t *testing.T) {
@@ -56,6 +57,16 @@ func TestBusMessagesInvalid(t *testing.T) {
 		}
 		return []byte(strings.Replace(b, from, to, 1))
 	}
+	mutateAll := func(file string, pairs ...string) []byte {
+		b := string(readTestdata(t, file))
+		for i := 0; i < len(pairs); i += 2 {
+			if !strings.Contains(b, pairs[i]) {
+				t.Fatalf("%s lacks %q", file, pairs[i])
+			}
+			b = strings.Replace(b, pairs[i], pairs[i+1], 1)
+		}
+		return []byte(b)
+	}
 	for _, tc := range []struct {
 		name  string
 		codec int
@@ -79,6 +90,18 @@ func TestBusMessagesInvalid(t *testing.T) {
 		// superseded notice must not pass as one.
 		{"superseded read as a destroy notice", 2, readTestdata(t, "superseded.json"), ErrInvalid, `"site"`},
 		{"notice too large", 2, []byte(`{"v":1,"x":"` + strings.Repeat("x", MaxMessageBytes) + `"}`), ErrTooLarge, ""},
+		{"lifecycle without key", 4, mutate("lifecycle.json", `"key":"MEr-5vPphkmEh7UehQnfiqNs7_fzuQ1mpljQodbFxWM",`, ""), ErrInvalid, `lifecycle event field "key"`},
+		{"lifecycle with the session id as key", 4, mutate("lifecycle.json", `MEr-5vPphkmEh7UehQnfiqNs7_fzuQ1mpljQodbFxWM`, "not-a-hash"), ErrInvalid, `"key"`},
+		{"lifecycle unknown kind", 4, mutate("lifecycle.json", `"kind":"destroyed"`, `"kind":"paused"`), ErrInvalid, `"kind"`},
+		{"lifecycle expired without why", 4, mutate("lifecycle.json", `"kind":"destroyed"`, `"kind":"expired"`), ErrInvalid, `"reason"`},
+		{"lifecycle created with a reason", 4, mutate("lifecycle.json", `"kind":"destroyed"`, `"kind":"created"`), ErrInvalid, `"reason"`},
+		{"lifecycle moved to nobody", 4, mutateAll("lifecycle.json", `"kind":"destroyed"`, `"kind":"moved"`, `"reason":"sso-group",`, "", `"by":"auth-b",`, ""), ErrInvalid, `"by"`},
+		{"lifecycle bad instance", 4, mutate("lifecycle.json", `"instance":"auth-a"`, `"instance":"a b"`), ErrInvalid, `"instance"`},
+		{"lifecycle zero at", 4, mutate("lifecycle.json", `"at":1732234102000`, `"at":0`), ErrInvalid, `"at"`},
+		{"lifecycle v2", 4, mutate("lifecycle.json", `"v":1`, `"v":2`), ErrSchemaVersion, "version 2"},
+		// Nothing on the notice topic is a lifecycle event, nor the other way round.
+		{"lifecycle read as a destroy notice", 2, readTestdata(t, "lifecycle.json"), ErrInvalid, `"writer"`},
+		{"destroy notice read as a lifecycle event", 4, readTestdata(t, "notice.json"), ErrInvalid, `"key"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := codecs[tc.codec].decode(tc.in)
@@ -99,7 +122,7 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// FuzzDecodeBusMessages: decoding a query, reply or notice never panics, and what
+// FuzzDecodeBusMessages: decoding a query, reply, notice, superseded notice or lifecycle event never panics, and what
 // decodes re-encodes and decodes to the same value. Seeds: the testdata examples, plus
 // the edge cases below.
 func FuzzDecodeBusMessages(f *testing.F) {
@@ -111,6 +134,9 @@ func FuzzDecodeBusMessages(f *testing.F) {
 	f.Add([]byte(`{"v":1,"req":"r","requester":"a","status":"destroyed"}`))  // a minimal valid reply
 	f.Add([]byte(`{"v":1e400}`))                                             // a version out of range
 	f.Add([]byte(`{"v":1,"session":{"attrs":{"a":null}},"status":"found"}`)) // a null attribute value
+	// Lifecycle events: an expired one (its own reasons), a moved one without "by".
+	f.Add([]byte(`{"v":1,"key":"MEr-5vPphkmEh7UehQnfiqNs7_fzuQ1mpljQodbFxWM","kind":"expired","cluster":"c","id":"` + testID + `","reason":"max-life","at":1}`))
+	f.Add([]byte(`{"v":1,"key":"MEr-5vPphkmEh7UehQnfiqNs7_fzuQ1mpljQodbFxWM","kind":"moved","cluster":"c","id":"` + testID + `","at":1,"created":-1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, c := range codecs {
 			v, err := c.decode(b)
@@ -127,4 +153,36 @@ func FuzzDecodeBusMessages(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLifecycleKey: one key per created event and one per end of a session, whatever the
+// kind of end; one per move, by the write that moved it; never the same for two sessions;
+// and never the id or its hash in clear.
+func TestLifecycleKey(t *testing.T) {
+	const other = "lWnXbsu6eZ5jQkqDJeX3Ce0aMIWxE9lbz26jI_r3qOE"
+	created := LifecycleKey(LifecycleCreated, "default", testID, "01935132c85d0001/auth-a")
+	ended := LifecycleKey(LifecycleDestroyed, "default", testID, "01935132c85d0001/auth-a")
+	moved := LifecycleKey(LifecycleMoved, "default", testID, "01935132c85d0001/auth-b")
+	for _, tc := range []struct {
+		name       string
+		a, b       string
+		wantEquals bool
+	}{
+		{"created ignores the version", created, LifecycleKey(LifecycleCreated, "default", testID, ""), true},
+		{"destroyed and expired are one end", ended, LifecycleKey(LifecycleExpired, "default", testID, "x"), true},
+		{"created is not the end", created, ended, false},
+		{"a move is not the end", moved, ended, false},
+		{"each move its own", moved, LifecycleKey(LifecycleMoved, "default", testID, "01935132c85d0002/auth-c"), false},
+		{"another session", ended, LifecycleKey(LifecycleDestroyed, "default", other, ""), false},
+		{"another cluster", ended, LifecycleKey(LifecycleDestroyed, "c2", testID, ""), false},
+	} {
+		if (tc.a == tc.b) != tc.wantEquals {
+			t.Errorf("%s: %s vs %s", tc.name, tc.a, tc.b)
+		}
+	}
+	for _, k := range []string{created, ended, moved} {
+		if err := checkHash("key", k); err != nil || strings.Contains(k, testID[:8]) {
+			t.Errorf("key %s: %v", k, err)
+		}
+	}
 }

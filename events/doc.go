@@ -15,6 +15,11 @@
 // A session id is a bearer credential, so it never crosses the bus: messages
 // carry [HashID] of it instead, and errors never quote the hashed id either.
 //
+// Besides what the client and the functions exchange (session ops, failover queries and
+// replies, destroy and superseded notices), the lifecycle function publishes
+// [Lifecycle] events for anyone to subscribe to, each with its idempotency key
+// ([LifecycleKey]).
+//
 // Errors wrap one of four sentinels, [ErrMalformed], [ErrSchemaVersion],
 // [ErrInvalid] and [ErrTooLarge], for callers to branch on with [errors.Is]:
 //

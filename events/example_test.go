@@ -64,3 +64,23 @@ func ExampleDecodeSessionOp() {
 	// keep for another build: events: schema version 2 not supported (this build reads 1)
 	// drop: events: session op field "id": want 43 base64url characters encoding a 32-byte SHA-256, got 12 characters
 }
+
+func ExampleDecodeLifecycle() {
+	// As an auditor's queue receives it from the lifecycle topic (raw delivery).
+	msg := `{"v":1,"key":"MEr-5vPphkmEh7UehQnfiqNs7_fzuQ1mpljQodbFxWM","kind":"destroyed","cluster":"default",` +
+		`"id":"vIF74XTvNRmnpgRJ17cyXW1L-1sgRt7B5qjL9KFMOKA","principal":"jdoe","instance":"auth-a","site":"local",` +
+		`"by":"auth-b","bySite":"local","reason":"revoked","at":1732234102000,"created":1732233600000}`
+	e, err := events.DecodeLifecycle([]byte(msg))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// Keep the first delivery of each key: every region and retry sends the same.
+	seen := map[string]bool{}
+	if !seen[e.Key] {
+		seen[e.Key] = true
+		fmt.Println(e.Kind, e.Reason, "by", e.By, "of", e.Principal+"'s session", e.ID[:8]+"…")
+	}
+	// Output:
+	// destroyed revoked by auth-b of jdoe's session vIF74XTv…
+}

@@ -368,16 +368,19 @@ func invalidf(field, format string, args ...any) error {
 // checkHashID checks that id looks like HashID's output. Its messages give
 // lengths only: an id is as good as a session id for finding a session in
 // the store, so it stays out of logs.
-func checkHashID(id string) error {
+func checkHashID(id string) error { return checkHash("id", id) }
+
+// checkHash checks that field holds a base64url SHA-256, as HashID makes them.
+func checkHash(field, id string) error {
 	const want = "want 43 base64url characters encoding a 32-byte SHA-256"
 	if n := utf8.RuneCountInString(id); n != hashIDChars {
-		return invalidf("id", "%s, got %d characters", want, n)
+		return invalidf(field, "%s, got %d characters", want, n)
 	}
 	// Re-encoding catches what decoding alone lets through: non-zero
 	// trailing bits (two spellings of one hash) and ignored '\r' or '\n'.
 	sum, err := base64.RawURLEncoding.DecodeString(id)
 	if err != nil || len(sum) != sha256.Size || base64.RawURLEncoding.EncodeToString(sum) != id {
-		return invalidf("id", "%s, got 43 characters that are not canonical base64url", want)
+		return invalidf(field, "%s, got 43 characters that are not canonical base64url", want)
 	}
 	return nil
 }

@@ -34,21 +34,29 @@ const (
 
 // functionAccess is every function's access, by topology function ID.
 var functionAccess = map[string]access{
-	// sessionop applies operations as read-merge-conditional-put (internal/record):
-	// GetItem then PutItem with a condition; it never deletes (TTL does) and never scans.
-	// It publishes superseded notices on the notice topic (functions/sessionop/handler/owner.go).
+	// sessionop applies operations as read-merge-conditional-put (internal/record): a
+	// BatchGetItem of the session item and its logout item, then PutItem with a
+	// condition; it never deletes (TTL does) and never scans. It publishes superseded
+	// notices on the notice topic (functions/sessionop/handler/owner.go).
 	topology.FunctionSessionOp: {
-		TableActions: []string{"dynamodb:GetItem", "dynamodb:PutItem"},
+		TableActions: []string{"dynamodb:BatchGetItem", "dynamodb:PutItem"},
 		DeadLetters:  true,
 		Publish:      []string{topology.TopicNotice},
 		Metrics:      []string{"Applied", "Unchanged", "Rejected", "DeadLettered", "Failed", "Reads", "Writes", "Conflicts", "Destroyed", "Superseded", "SupersededFailed"},
 	},
-	// sessionquery answers a query with a consistent GetItem and publishes the reply on
-	// the reply topic.
+	// sessionquery answers a query with a consistent BatchGetItem of the session item and
+	// its logout item and publishes the reply on the reply topic.
 	topology.FunctionSessionQuery: {
-		TableActions: []string{"dynamodb:GetItem"},
+		TableActions: []string{"dynamodb:BatchGetItem"},
 		Publish:      []string{topology.TopicReply},
 		DeadLetters:  true,
 		Metrics:      []string{"Queries", "Found", "Missing", "Destroyed", "Rejected", "DeadLettered", "Failed", "Expired"},
+	},
+	// lifecycle reads the table's stream (its event source grants that) and publishes
+	// lifecycle events on the lifecycle topic; it never touches the table itself. Its
+	// metrics are functions/lifecycle/handler.MetricNames.
+	topology.FunctionLifecycle: {
+		Publish: []string{topology.TopicLifecycle},
+		Metrics: []string{"Records", "Created", "Destroyed", "Expired", "Moved", "OtherSite", "NoEvent", "Unknown", "Failed"},
 	},
 }

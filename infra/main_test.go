@@ -224,11 +224,35 @@ func acct(sc SiteConfig) string {
 	return "<AWS::AccountId>"
 }
 
+// topoOf is the site's topology as the local stack renders it: one of the deployment's,
+// knowing every site (topology.ForDeployment).
 func topoOf(t *testing.T, sc SiteConfig) topology.Topology {
 	t.Helper()
-	topo, err := topology.For(sc.Site(), testCfg.Table)
+	var sites []topology.Site
+	for _, s := range testCfg.Sites {
+		sites = append(sites, s.Site())
+	}
+	topos, err := topology.ForDeployment(sites, testCfg.Table)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return topo
+	for _, topo := range topos {
+		if topo.Site.Name == sc.Name {
+			return topo
+		}
+	}
+	t.Fatalf("no site %s in the deployment", sc.Name)
+	return topology.Topology{}
+}
+
+// noticeARNs are the ARNs the templates give every site's notice topic as seen from
+// site sc's stack: its own by reference, the others spelt out, as flat renders them.
+func noticeARNs(t *testing.T, tpl map[string]any, sc SiteConfig) []string {
+	t.Helper()
+	topo := topoOf(t, sc)
+	arns := []string{"<" + idOf(t, tpl, "AWS::SNS::Topic", "TopicName", topo.Peers[0].NoticeTopic) + ">"}
+	for _, p := range topo.Peers[1:] {
+		arns = append(arns, p.NoticeTopicARN("<AWS::Partition>", acct(sc)))
+	}
+	return arns
 }

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/sessionha/sessionha/infra/outputs"
 	"github.com/sessionha/sessionha/infra/topology"
 )
 
@@ -20,8 +22,10 @@ import (
 // infra/topology and compares them with topology.For for the same site: the call the
 // local provisioner (local/site, local/provision) renders through SDK calls. So what
 // `cdk deploy` creates and what `make local` runs are one description: the same topic
-// and queue names, queue attributes and redrive, subscriptions with raw delivery and
-// filter policies, the table's key, TTL and index, and the functions with their feeds.
+// and queue names, every site's notice topic (the peers the client subscribes to), queue
+// attributes and redrive, subscriptions with raw delivery and filter policies, the table's
+// key, TTL and index, and the functions with their feeds (queues, or the table's stream
+// with its mapping's settings and on-failure queue).
 func TestSameTopologyAsLocal(t *testing.T) {
 	for _, sc := range testCfg.Sites {
 		t.Run(sc.Name, func(t *testing.T) {
@@ -62,12 +66,21 @@ func TestSameTopologyAsLocal(t *testing.T) {
 			var wantFns []fnView
 			for _, f := range want.Functions {
 				q, _ := want.Queue(f.Queue)
-				wantFns = append(wantFns, fnView{Name: f.Name, Queue: q.Name, BatchSize: f.BatchSize,
-					Window: f.BatchingWindow, MaxConcurrency: f.MaxConcurrency, Timeout: f.Timeout})
+				v := fnView{Name: f.Name, Queue: q.Name, BatchSize: f.BatchSize,
+					Window: f.BatchingWindow, MaxConcurrency: f.MaxConcurrency, Timeout: f.Timeout}
+				if src := f.Stream; src != nil {
+					dlq, _ := want.Queue(src.OnFailure)
+					v.Stream = &streamView{StartingPosition: src.StartingPosition, Retries: src.RetryAttempts, MaxAge: src.MaxRecordAge,
+						Bisect: src.BisectOnError, OnFailure: dlq.Name}
+				}
+				wantFns = append(wantFns, v)
 			}
 			slices.SortFunc(wantFns, func(a, b fnView) int { return cmpStr(a.Name, b.Name) })
 			if !reflect.DeepEqual(got.fns, wantFns) {
 				t.Errorf("functions\n template %+v\n topology %+v", got.fns, wantFns)
+			}
+			if peers := readPeers(t, tpls[sc.Name], got, sc.Region); !reflect.DeepEqual(peers, want.Peers) {
+				t.Errorf("notice topics of every site (output %s)\n template %+v\n topology %+v", outputs.NoticeTopicARNs, peers, want.Peers)
 			}
 			if sc.Primary {
 				if !reflect.DeepEqual(got.table, want.Table) {
@@ -131,9 +144,17 @@ type (
 		Filter       string // canonical JSON, "" for none
 	}
 	fnView struct {
-		Name, Queue               string
+		Name, Queue               string // Queue "" for a function fed by the table's stream
 		BatchSize, MaxConcurrency int
 		Window, Timeout           time.Duration
+		Stream                    *streamView
+	}
+	streamView struct {
+		StartingPosition string
+		Retries          int
+		MaxAge           time.Duration
+		Bisect           bool
+		OnFailure        string // queue name
 	}
 )
 
@@ -170,17 +191,28 @@ func readTopology(t *testing.T, tpl map[string]any, primary bool) readBack {
 	fnName := map[string]string{}
 	fnTimeout := map[string]time.Duration{}
 	for _, r := range resources(tpl, "AWS::Lambda::Function") {
+		if r.Props["FunctionName"] == nil {
+			continue // the CDK's own (the replica stream's lookup): no function of the topology
+		}
 		fnName[r.ID] = str(r.Props["FunctionName"])
 		fnTimeout[r.ID] = secs(r.Props["Timeout"])
 	}
 	for _, r := range resources(tpl, "AWS::Lambda::EventSourceMapping") {
 		fn := refID(r.Props["FunctionName"])
 		sc, _ := r.Props["ScalingConfig"].(map[string]any)
-		rb.fns = append(rb.fns, fnView{
+		v := fnView{
 			Name: fnName[fn], Queue: queueName[refID(r.Props["EventSourceArn"])],
 			BatchSize: int(num(r.Props["BatchSize"])), MaxConcurrency: int(num(sc["MaximumConcurrency"])),
 			Window: secs(r.Props["MaximumBatchingWindowInSeconds"]), Timeout: fnTimeout[fn],
-		})
+		}
+		if pos, ok := r.Props["StartingPosition"]; ok { // a stream's mapping
+			dc, _ := r.Props["DestinationConfig"].(map[string]any)
+			of, _ := dc["OnFailure"].(map[string]any)
+			v.Stream = &streamView{StartingPosition: str(pos), Retries: int(num(r.Props["MaximumRetryAttempts"])),
+				MaxAge: secs(r.Props["MaximumRecordAgeInSeconds"]), Bisect: r.Props["BisectBatchOnFunctionError"] == true,
+				OnFailure: queueName[refID(of["Destination"])]}
+		}
+		rb.fns = append(rb.fns, v)
 	}
 	if len(rb.fns) != len(fnName) {
 		t.Errorf("%d functions but %d event source mappings", len(fnName), len(rb.fns))
@@ -190,6 +222,35 @@ func readTopology(t *testing.T, tpl map[string]any, primary bool) readBack {
 		rb.table = readTable(t, r)
 	}
 	return rb
+}
+
+// readPeers reads the stack's list of every site's notice topic (its output, which the
+// env file hands the client) back as the topology's Peers: the stack's own topic by
+// reference, the others as ARNs naming their region and topic. The site a peer is comes
+// from its topic's name (sessionha-<site>-notice).
+func readPeers(t *testing.T, tpl map[string]any, rb readBack, region string) []topology.Peer {
+	t.Helper()
+	outs, _ := tpl["Outputs"].(map[string]any)
+	o, _ := outs[outputs.LogicalID(outputs.NoticeTopicARNs)].(map[string]any)
+	if o == nil {
+		t.Errorf("no output %s", outputs.NoticeTopicARNs)
+		return nil
+	}
+	var peers []topology.Peer
+	for _, arn := range strings.Split(flat(o["Value"]), ",") {
+		p := topology.Peer{Region: region}
+		if id, ok := strings.CutPrefix(arn, "<"); ok {
+			p.NoticeTopic = rb.topics[strings.TrimSuffix(id, ">")]
+		} else if f := strings.Split(arn, ":"); len(f) >= 6 && f[len(f)-4] == "sns" { // the partition is <AWS::Partition>
+			p.Region, p.NoticeTopic = f[len(f)-3], f[len(f)-1]
+		} else {
+			t.Errorf("output %s: %q is not a topic's ARN", outputs.NoticeTopicARNs, arn)
+		}
+		site := strings.TrimSuffix(strings.TrimPrefix(p.NoticeTopic, "sessionha-"), "-notice")
+		p.Site = site
+		peers = append(peers, p)
+	}
+	return peers
 }
 
 // readTable reads a GlobalTable back as a topology.Table, checking the attribute types

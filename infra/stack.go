@@ -48,13 +48,23 @@ func Build(app awscdk.App, cfg Config) (map[string]awscdk.Stack, error) {
 		}
 	}
 	stacks := map[string]awscdk.Stack{}
-	// The same call the local site makes: both render what topology.For describes.
+	// The same call the local stack makes: both render what topology.ForDeployment
+	// describes, every site knowing every site's notice topic.
+	var sites []topology.Site
+	for _, s := range cfg.Sites {
+		sites = append(sites, s.Site())
+	}
+	topos, err := topology.ForDeployment(sites, cfg.Table)
+	if err != nil {
+		return nil, err
+	}
 	render := func(sc SiteConfig, replicas []string) (awscdk.Stack, error) {
-		topo, err := topology.For(sc.Site(), cfg.Table)
-		if err != nil {
-			return nil, err
+		for _, topo := range topos {
+			if topo.Site.Name == sc.Name {
+				return newSiteStack(app, cfg, sc, topo, replicas)
+			}
 		}
-		return newSiteStack(app, cfg, sc, topo, replicas)
+		return nil, fmt.Errorf("site %s: not in the deployment", sc.Name)
 	}
 	ps, err := render(primary, replicas)
 	if err != nil {
@@ -87,6 +97,7 @@ type site struct {
 	sealKey  awskms.Key          // wraps the data keys that seal attribute values (sealingKey)
 	table    awsdynamodb.TableV2 // the primary site's only
 	tableARN *string             // the replica in this stack's region
+	stream   awsdynamodb.ITable  // the replica whose stream feeds functions (stream.go)
 	topics   map[string]awssns.Topic
 	queues   map[string]awssqs.Queue
 	fns      map[string]awslambda.Function
@@ -267,7 +278,7 @@ func (s *site) functions() error {
 			return fmt.Errorf("function %s: %w: build the arm64 bootstraps first (make build; make synth does it)", f.ID, err)
 		}
 		queue := s.queues[f.Queue]
-		if queue == nil {
+		if queue == nil && f.Stream == nil {
 			return fmt.Errorf("function %s: its queue %q is not in the topology", f.ID, f.Queue)
 		}
 		id := camel(f.ID)
@@ -324,12 +335,20 @@ func (s *site) functions() error {
 			Role:         role,
 			LogGroup:     logs,
 		})
-		fn.AddEventSource(awslambdaeventsources.NewSqsEventSource(queue, &awslambdaeventsources.SqsEventSourceProps{
-			BatchSize:               jsii.Number(f.BatchSize),
-			MaxBatchingWindow:       seconds(f.BatchingWindow),
-			MaxConcurrency:          jsii.Number(f.MaxConcurrency),
-			ReportBatchItemFailures: jsii.Bool(true), // a bad message fails only itself
-		}))
+		if f.Stream != nil {
+			src, err := s.streamSource(f) // stream.go
+			if err != nil {
+				return err
+			}
+			fn.AddEventSource(src)
+		} else {
+			fn.AddEventSource(awslambdaeventsources.NewSqsEventSource(queue, &awslambdaeventsources.SqsEventSourceProps{
+				BatchSize:               jsii.Number(f.BatchSize),
+				MaxBatchingWindow:       seconds(f.BatchingWindow),
+				MaxConcurrency:          jsii.Number(f.MaxConcurrency),
+				ReportBatchItemFailures: jsii.Bool(true), // a bad message fails only itself
+			}))
+		}
 		if s.table != nil && len(acc.TableActions) > 0 {
 			// The function's policy names the table by ARN, which CloudFormation cannot
 			// see as a dependency: don't start consuming before the table exists.
@@ -372,12 +391,7 @@ func (s *site) resolveEnv(f topology.Function) (map[string]*string, error) {
 // message in a source queue means the functions are failing or falling behind. No actions
 // are wired: operators route the alarms to their own paging.
 func (s *site) alarms() {
-	isDLQ := map[string]bool{}
-	for _, q := range s.topo.Queues {
-		if q.DLQ != "" {
-			isDLQ[q.DLQ] = true
-		}
-	}
+	isDLQ := s.topo.DeadLetterQueues() // redrive targets and stream mappings' on-failure queues
 	minute := awscdk.Duration_Minutes(jsii.Number(1))
 	for _, q := range s.topo.Queues {
 		queue := s.queues[q.ID]
@@ -462,8 +476,9 @@ func (s *site) dashboard() {
 // bus-only instances (ReadPath bus), which get no table access at all. Both may publish
 // operations, queries and destroy notices, and own the per-instance queues: an instance
 // finds or makes its own at Open, keeps it alive with a tag, receives from it, subscribes
-// it (and only it) to the reply and notice topics, and deletes the queues of instances
-// gone for good, with their subscriptions (client/inbox.go, client/sweep.go).
+// it (and only it) to the reply, notice and lifecycle topics, and deletes the queues of
+// instances gone for good, with their subscriptions (client/inbox.go, client/sweep.go,
+// client/lifecycle.go).
 func (s *site) authServerPolicies() (direct, busOnly awsiam.ManagedPolicy) {
 	reply, _ := s.topo.Topic(topology.TopicReply)
 	// Instance queues are named after the reply topic plus the instance: the client
@@ -496,12 +511,31 @@ func (s *site) authServerPolicies() (direct, busOnly awsiam.ManagedPolicy) {
 	return direct, busOnly
 }
 
+// noticeTopicARNs are the notice topics of every site of the deployment (the topology's
+// Peers), this site's first: its own by reference, the others' built from their names and
+// regions with this stack's account and partition, which every site shares (Config.Validate),
+// so that no stack refers to another.
+func (s *site) noticeTopicARNs() []*string {
+	arns := []*string{s.topics[topology.TopicNotice].TopicArn()}
+	for _, p := range s.topo.Peers[1:] {
+		arns = append(arns, s.stack.FormatArn(&awscdk.ArnComponents{
+			Service: jsii.String("sns"), Region: jsii.String(p.Region), Resource: jsii.String(p.NoticeTopic),
+			ArnFormat: awscdk.ArnFormat_NO_RESOURCE_NAME,
+		}))
+	}
+	return arns
+}
+
 // authServerStatements are the statements of an auth server policy; table adds reading
 // the session table.
 func (s *site) authServerStatements(instanceQueues *string, table bool) *[]awsiam.PolicyStatement {
 	topicARNs := func(ids ...string) []*string {
 		var arns []*string
 		for _, id := range ids {
+			if id == topology.TopicNotice {
+				arns = append(arns, s.noticeTopicARNs()...) // every site's
+				continue
+			}
 			arns = append(arns, s.topics[id].TopicArn())
 		}
 		return arns
@@ -512,7 +546,11 @@ func (s *site) authServerStatements(instanceQueues *string, table bool) *[]awsia
 		})
 	}
 	stmts := []awsiam.PolicyStatement{
-		stmt("PublishOpsQueriesNotices", []string{"sns:Publish"}, topicARNs(topology.TopicOps, topology.TopicQuery, topology.TopicNotice)...),
+		// Publishing: this site's topics only (a destroy notice goes out on its own
+		// site's notice topic, and reaches the other sites' instances through their
+		// subscriptions to it).
+		stmt("PublishOpsQueriesNotices", []string{"sns:Publish"},
+			s.topics[topology.TopicOps].TopicArn(), s.topics[topology.TopicQuery].TopicArn(), s.topics[topology.TopicNotice].TopicArn()),
 		// Publishing to a KMS-encrypted topic needs the publisher to use its key.
 		stmt("UseTopicKey", []string{"kms:GenerateDataKey", "kms:Decrypt"}, s.key.KeyArn()),
 		// Its own queue: found or made at Open (never purged), its attributes, policy
@@ -525,20 +563,24 @@ func (s *site) authServerStatements(instanceQueues *string, table bool) *[]awsia
 		// The sweep lists the site's instance queues by prefix; ListQueues has no
 		// resource-level permissions.
 		stmt("ListInstanceQueues", []string{"sqs:ListQueues"}, jsii.String("*")),
-		// Subscribe only an instance queue of this site, and only as a queue.
+		// Subscribe only an instance queue of this site, and only as a queue, to the
+		// site's reply topic and to every site's notice topic (cross-region subscriptions:
+		// SNS delivers from a topic to a queue in another region, and needs no key of
+		// the topic to do so; the queues use SQS-managed encryption).
 		awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 			Sid: jsii.String("SubscribeInstanceQueues"), Actions: jsii.Strings("sns:Subscribe"),
-			Resources: &[]*string{s.topics[topology.TopicReply].TopicArn(), s.topics[topology.TopicNotice].TopicArn()},
+			Resources: ptrs(topicARNs(topology.TopicReply, topology.TopicNotice, topology.TopicLifecycle)),
 			Conditions: &map[string]any{
 				"StringEquals": map[string]any{"sns:Protocol": "sqs"},
 				"StringLike":   map[string]any{"sns:Endpoint": instanceQueues},
 			},
 		}),
 		// Replacing a subscription with an older filter, and removing those of a swept
-		// queue.
-		stmt("ManageInstanceSubscriptions", []string{"sns:Unsubscribe", "sns:ListSubscriptionsByTopic"}, topicARNs(topology.TopicReply, topology.TopicNotice)...),
-		// Open's start-up checks: every topic exists and can be used.
-		stmt("CheckTopicsAtOpen", []string{"sns:GetTopicAttributes"}, topicARNs(topology.TopicOps, topology.TopicQuery, topology.TopicReply, topology.TopicNotice)...),
+		// queue, on every topic it subscribes to.
+		stmt("ManageInstanceSubscriptions", []string{"sns:Unsubscribe", "sns:ListSubscriptionsByTopic"}, topicARNs(topology.TopicReply, topology.TopicNotice, topology.TopicLifecycle)...),
+		// Open's start-up checks: every topic exists and can be used, every site's notice
+		// topic included.
+		stmt("CheckTopicsAtOpen", []string{"sns:GetTopicAttributes"}, topicARNs(topology.TopicOps, topology.TopicQuery, topology.TopicReply, topology.TopicNotice, topology.TopicLifecycle)...),
 		// Unwrap the sealing keys at Open (client/kmskeys): Decrypt only, and only of
 		// data keys made for sealing. Making keys (GenerateDataKey, Encrypt) is an
 		// administrator's step (sessionctl seal-key new), not the auth servers'.
@@ -559,13 +601,41 @@ func (s *site) authServerStatements(instanceQueues *string, table bool) *[]awsia
 			}))
 		}
 		stmts = append(stmts,
-			stmt("ReadSessions", []string{"dynamodb:GetItem"}, s.tableARN),
+			// A session is read with its logout item in one BatchGetItem (record.Table.Read);
+			// List reads the logout items of the sessions the index lists the same way.
+			stmt("ReadSessions", []string{"dynamodb:BatchGetItem"}, s.tableARN),
+			// Degraded mode writes a logout to the table at once (client/degraded.go): the
+			// session's logout item, and no other item. LeadingKeys are the partition keys
+			// of the items the request writes, Attributes every attribute it names; as a
+			// ForAllValues condition holds for an empty set too, Null requires the key.
+			// StringLike matches "*" anywhere, so the key scheme needs no prefix of its own
+			// (such as "L#<cluster>#<hash>") for IAM to tell logout items apart: their keys
+			// keep their cluster's prefix, which clear-store deletes by. (Insert-only is the
+			// client's condition expression, which IAM cannot name; a logout item holds no
+			// more than a logout, which the instance may publish anyway.)
+			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Sid: jsii.String("WriteLogoutItems"), Actions: jsii.Strings("dynamodb:PutItem"), Resources: &[]*string{s.tableARN},
+				Conditions: &map[string]any{
+					"ForAllValues:StringLike":   map[string]any{"dynamodb:LeadingKeys": []any{"*" + topology.LogoutSuffix}},
+					"ForAllValues:StringEquals": map[string]any{"dynamodb:Attributes": toAny(topology.LogoutAttributes)},
+					"Null":                      map[string]any{"dynamodb:LeadingKeys": "false"},
+				},
+			}),
 			stmt("ListUserSessions", []string{"dynamodb:Query"}, indexARNs...),
 			// Open's start-up check: the table (with its index) exists and can be read,
 			// so a wrong name stops Open instead of the first request.
 			stmt("CheckTableAtOpen", []string{"dynamodb:DescribeTable"}, s.tableARN))
 	}
 	return &stmts
+}
+
+// toAny is ss as a JSON array for a policy condition.
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, v := range ss {
+		out[i] = v
+	}
+	return out
 }
 
 // nagAccount is the account as cdk-nag writes it in a finding: the id when the site
@@ -591,6 +661,8 @@ func (s *site) outputs(policy, busPolicy awsiam.ManagedPolicy) {
 	for _, tp := range s.topo.Topics {
 		out(tp.EnvVar, s.topics[tp.ID].TopicArn(), "the "+tp.ID+" topic")
 	}
+	out(outputs.NoticeTopicARNs, awscdk.Fn_Join(jsii.String(","), ptrs(s.noticeTopicARNs())),
+		"every site's notice topic, this site's first, comma-separated: an instance subscribes its queue to each")
 	out(outputs.AuthPolicyARN, policy.ManagedPolicyArn(), "attach to the auth servers' role")
 	out(outputs.AuthBusPolicyARN, busPolicy.ManagedPolicyArn(), "attach to the role of bus-only auth servers (ReadPath bus, no table access) instead")
 	out(s.topo.SealKey.EnvVar, s.sealKey.KeyArn(), "the site's seal key, which unwraps SESSIONHA_SEAL_KMS_KEYS (sessionctl seal-key new makes them)")
@@ -603,6 +675,9 @@ func allow(role awsiam.Role, actions []string, resources ...*string) {
 		Actions: jsii.Strings(actions...), Resources: &resources,
 	}))
 }
+
+// ptrs points at a slice, as the CDK's list properties want.
+func ptrs(s []*string) *[]*string { return &s }
 
 // seconds is a whole-second CDK duration (Config.Validate rejects fractions).
 func seconds(d time.Duration) awscdk.Duration {

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/customresources"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
@@ -146,8 +147,13 @@ func TestNagCatchesFindings(t *testing.T) {
 // TestNagSuppressions: every suppression is on a named resource, carries its reason,
 // and is one this test knows of: adding one is a reviewed change.
 func TestNagSuppressions(t *testing.T) {
-	want := map[string][]string{"AuthServerPolicy": {"AwsSolutions-IAM5"}, "AuthServerBusPolicy": {"AwsSolutions-IAM5"}}
+	provider := "AWS" + strings.ReplaceAll(*customresources.AwsCustomResource_PROVIDER_FUNCTION_UUID(), "-", "") + "/ServiceRole"
 	for name, tpl := range tpls {
+		want := map[string][]string{"AuthServerPolicy": {"AwsSolutions-IAM5"}, "AuthServerBusPolicy": {"AwsSolutions-IAM5"},
+			"QueueLifecycleDlq": {"AwsSolutions-SQS3"}}
+		if name != testCfg.primary().Name {
+			want[provider] = []string{"AwsSolutions-IAM4"} // the replica stream's lookup (stream.go)
+		}
 		got := map[string][]string{}
 		for id, r := range tpl["Resources"].(map[string]any) {
 			md, _ := r.(map[string]any)["Metadata"].(map[string]any)
@@ -157,7 +163,7 @@ func TestNagSuppressions(t *testing.T) {
 				if len(str(s["reason"])) < 40 {
 					t.Errorf("%s/%s: suppression of %v without a real reason: %q", name, id, s["id"], s["reason"])
 				}
-				if len(list(s["applies_to"])) == 0 {
+				if granular := str(s["id"]) != "AwsSolutions-SQS3"; granular && len(list(s["applies_to"])) == 0 {
 					t.Errorf("%s/%s: suppression of %v applies to every finding of the rule; name them", name, id, s["id"])
 				}
 				path := str(md["aws:cdk:path"])
@@ -254,12 +260,13 @@ func TestFunctions(t *testing.T) {
 		topo := topoOf(t, siteNamed(name))
 		tm := templates[name]
 		check(t, name+": functions", func() {
-			tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(len(topo.Functions)))
-			tm.AllResourcesProperties(jsii.String("AWS::Lambda::Function"), &map[string]any{
-				"Architectures": []any{"arm64"},
-				"Runtime":       "provided.al2023",
-				"Handler":       "bootstrap",
-			})
+			// The topology's, and in a secondary site's stack the CDK's provider of the
+			// replica stream's lookup (stream.go).
+			n := len(topo.Functions)
+			if name != testCfg.primary().Name {
+				n++
+			}
+			tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(n))
 			tm.AllResourcesProperties(jsii.String("AWS::Lambda::EventSourceMapping"), &map[string]any{
 				"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
 			})
@@ -267,6 +274,9 @@ func TestFunctions(t *testing.T) {
 		for _, f := range topo.Functions {
 			id := idOf(t, tpl, "AWS::Lambda::Function", "FunctionName", f.Name)
 			fn := byID(tpl, id)
+			if a, r, h := fn.Props["Architectures"], fn.Props["Runtime"], fn.Props["Handler"]; str(a) != `["arm64"]` || r != "provided.al2023" || h != "bootstrap" {
+				t.Errorf("%s: %s runs %v %v %v, want provided.al2023 arm64 bootstrap", name, f.Name, r, a, h)
+			}
 			env, _ := fn.Props["Environment"].(map[string]any)
 			vars, _ := env["Variables"].(map[string]any)
 			if len(vars) != len(f.Env) {
@@ -305,6 +315,9 @@ func TestBatchSettingsFromContext(t *testing.T) {
 	for _, sc := range testCfg.Sites {
 		topo := topoOf(t, sc)
 		for _, f := range topo.Functions {
+			if f.Stream != nil {
+				continue // TestLifecycleStream
+			}
 			q, _ := topo.Queue(f.Queue)
 			tpl := tpls[sc.Name]
 			check(t, sc.Name+": "+f.Name+" event source", func() {
@@ -348,8 +361,16 @@ func TestFunctionLeastPrivilege(t *testing.T) {
 			lc, _ := fn.Props["LoggingConfig"].(map[string]any)
 			logs := "<" + refID(lc["LogGroup"]) + ".Arn>"
 			want := on(logs, "logs:CreateLogStream", "logs:PutLogEvents")
-			want = append(want, on("<"+idOf(t, tpl, "AWS::SQS::Queue", "QueueName", q.Name)+".Arn>",
-				"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage", "sqs:GetQueueAttributes")...)
+			if f.Stream != nil {
+				// Its stream, by its exact ARN, and its on-failure queue: what the event
+				// source mapping needs.
+				want = append(want, on(streamARN(t, sc, tpl), "dynamodb:ListStreams", "dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")...)
+				dlq, _ := topo.Queue(f.Stream.OnFailure)
+				want = append(want, on("<"+idOf(t, tpl, "AWS::SQS::Queue", "QueueName", dlq.Name)+".Arn>", "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")...)
+			} else {
+				want = append(want, on("<"+idOf(t, tpl, "AWS::SQS::Queue", "QueueName", q.Name)+".Arn>",
+					"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage", "sqs:GetQueueAttributes")...)
+			}
 			want = append(want, on(tableARN, acc.TableActions...)...)
 			for _, tp := range acc.Publish {
 				topic, _ := topo.Topic(tp)
@@ -359,8 +380,10 @@ func TestFunctionLeastPrivilege(t *testing.T) {
 				want = append(want, on("<"+keyIDOf(t, tpl, "TopicKey")+".Arn>", "kms:GenerateDataKey", "kms:Decrypt")...)
 			}
 			// Each function sends what can never apply to its own queue's DLQ, and no other.
-			dlq, _ := topo.Queue(q.DLQ)
-			want = append(want, on("<"+idOf(t, tpl, "AWS::SQS::Queue", "QueueName", dlq.Name)+".Arn>", "sqs:SendMessage")...)
+			if acc.DeadLetters {
+				dlq, _ := topo.Queue(q.DLQ)
+				want = append(want, on("<"+idOf(t, tpl, "AWS::SQS::Queue", "QueueName", dlq.Name)+".Arn>", "sqs:SendMessage")...)
+			}
 			slices.Sort(want)
 			if !slices.Equal(got, want) {
 				t.Errorf("%s: %s may\n  %s\nwant\n  %s", name, f.Name, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
@@ -371,7 +394,8 @@ func TestFunctionLeastPrivilege(t *testing.T) {
 
 // TestAuthServerPolicies: the auth servers' policy and the bus-only one grant what the
 // client calls and nothing more; the bus-only one no table access at all; Subscribe only
-// of an instance queue of the site, as a queue.
+// of an instance queue of the site, as a queue, to the site's reply topic and to every
+// site's notice topic (and publishing only to the site's own topics).
 func TestAuthServerPolicies(t *testing.T) {
 	for name, tpl := range tpls {
 		sc := siteNamed(name)
@@ -404,14 +428,20 @@ func TestAuthServerPolicies(t *testing.T) {
 		common = append(common, on(queues, "sqs:GetQueueUrl", "sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes",
 			"sqs:TagQueue", "sqs:ListQueueTags", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:DeleteQueue")...)
 		common = append(common, on("*", "sqs:ListQueues")...)
-		for _, id := range []string{topology.TopicReply, topology.TopicNotice} {
-			common = append(common, on(topic(id), "sns:Subscribe", "sns:Unsubscribe", "sns:ListSubscriptionsByTopic")...)
+		// Subscribing, and managing the subscriptions: the site's reply and lifecycle
+		// topics and every site's notice topic (notices cross sites).
+		notices := noticeARNs(t, tpl, sc)
+		if len(notices) != len(testCfg.Sites) {
+			t.Fatalf("%s: %d notice topics, want one per site", name, len(notices))
+		}
+		for _, arn := range append([]string{topic(topology.TopicReply), topic(topology.TopicLifecycle)}, notices...) {
+			common = append(common, on(arn, "sns:Subscribe", "sns:Unsubscribe", "sns:ListSubscriptionsByTopic")...)
 		}
 		// Open's start-up checks.
-		for _, id := range []string{topology.TopicOps, topology.TopicQuery, topology.TopicReply, topology.TopicNotice} {
-			common = append(common, on(topic(id), "sns:GetTopicAttributes")...)
+		for _, arn := range append([]string{topic(topology.TopicOps), topic(topology.TopicQuery), topic(topology.TopicReply), topic(topology.TopicLifecycle)}, notices...) {
+			common = append(common, on(arn, "sns:GetTopicAttributes")...)
 		}
-		wantDirect := append(slices.Clone(common), on(table, "dynamodb:GetItem", "dynamodb:DescribeTable")...)
+		wantDirect := append(slices.Clone(common), on(table, "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DescribeTable")...)
 		wantDirect = append(wantDirect, on(table+"/index/"+topology.IndexByPrincipal, "dynamodb:Query")...)
 		for _, c := range []struct {
 			p    res
@@ -439,6 +469,26 @@ func TestAuthServerPolicies(t *testing.T) {
 			if strings.HasPrefix(g, "dynamodb:") {
 				t.Errorf("%s: the bus-only policy grants %s", name, g)
 			}
+		}
+		// PutItem only of logout items (their keys and attributes), and only by itself.
+		puts := 0
+		for _, st := range statements(direct.Props["PolicyDocument"]) {
+			if !slices.ContainsFunc(list(st["Action"]), func(a any) bool { return a == "dynamodb:PutItem" }) {
+				continue
+			}
+			puts++
+			cond, _ := st["Condition"].(map[string]any)
+			like, _ := cond["ForAllValues:StringLike"].(map[string]any)
+			eq, _ := cond["ForAllValues:StringEquals"].(map[string]any)
+			null, _ := cond["Null"].(map[string]any)
+			attrs := slices.Sorted(slices.Values(strs(eq["dynamodb:Attributes"])))
+			if len(list(st["Action"])) != 1 || len(cond) != 3 || !slices.Equal(strs(like["dynamodb:LeadingKeys"]), []string{"*#logout"}) ||
+				!slices.Equal(attrs, []string{"dv", "expiresAt", "pk", "rev", "site", "st", "ver", "why", "wr"}) || str(null["dynamodb:LeadingKeys"]) != "false" {
+				t.Errorf("%s: dynamodb:PutItem granted as %v, want it alone, on logout keys (*#logout) with a logout item's attributes only, the keys required", name, st)
+			}
+		}
+		if puts != 1 {
+			t.Errorf("%s: %d statements grant the auth servers dynamodb:PutItem, want one (logout items)", name, puts)
 		}
 	}
 }
@@ -480,6 +530,7 @@ func TestOutputs(t *testing.T) {
 		for _, tp := range topo.Topics {
 			want[tp.EnvVar] = "<" + idOf(t, tpl, "AWS::SNS::Topic", "TopicName", tp.Name) + ">"
 		}
+		want[outputs.NoticeTopicARNs] = strings.Join(noticeARNs(t, tpl, sc), ",")
 		if len(outs) != len(want) {
 			t.Errorf("%s: outputs %v, want one per %v", name, slices.Sorted(maps.Keys(outs)), slices.Sorted(maps.Keys(want)))
 		}
@@ -579,11 +630,16 @@ func TestGlobalTable(t *testing.T) {
 		if !slices.Equal(got, regions) {
 			t.Errorf("replicas in %v, want one in every site's region %v", got, regions)
 		}
-		// The functions writing to the table wait for it.
-		for _, fn := range resources(tpls[name], "AWS::Lambda::Function") {
-			if !slices.Contains(list(fn.Raw["DependsOn"]), any(table.ID)) {
-				t.Errorf("function %v does not depend on the table", fn.Props["FunctionName"])
+		// The functions using the table wait for it; a stream's mapping reads its ARN
+		// from it.
+		for _, f := range topo.Functions {
+			fn := byID(tpls[name], idOf(t, tpls[name], "AWS::Lambda::Function", "FunctionName", f.Name))
+			if len(functionAccess[f.ID].TableActions) > 0 && !slices.Contains(list(fn.Raw["DependsOn"]), any(table.ID)) {
+				t.Errorf("function %v does not depend on the table", f.Name)
 			}
+		}
+		if got, want := streamARN(t, primary, tpls[name]), "<"+table.ID+".StreamArn>"; got != want {
+			t.Errorf("the primary's stream mapping reads %s, want the table's own %s", got, want)
 		}
 	}
 }
@@ -603,7 +659,21 @@ func TestStackOrder(t *testing.T) {
 			t.Errorf("the primary %s depends on %v", name, deps)
 		}
 		for id, r := range tpls[name]["Resources"].(map[string]any) {
-			if typ := str(r.(map[string]any)["Type"]); strings.HasPrefix(typ, "Custom::") || typ == "AWS::CloudFormation::CustomResource" || typ == "AWS::SSM::Parameter" {
+			r := r.(map[string]any)
+			typ := str(r["Type"])
+			if typ == "Custom::AWS" && st != primary && strings.HasPrefix(id, "ReplicaStream") {
+				// The one lookup a secondary stack makes: its own region's replica's
+				// stream, read from DynamoDB in that region (stream.go).
+				props, _ := r["Properties"].(map[string]any)
+				var call map[string]any
+				_ = json.Unmarshal([]byte(str(props["Create"])), &call)
+				params, _ := call["parameters"].(map[string]any)
+				if call["service"] != "DynamoDB" || call["action"] != "describeTable" || params["TableName"] != testCfg.Table || call["region"] != nil {
+					t.Errorf("%s: %s calls %v, want DynamoDB describeTable of %s in its own region", name, id, call, testCfg.Table)
+				}
+				continue
+			}
+			if strings.HasPrefix(typ, "Custom::") || typ == "AWS::CloudFormation::CustomResource" || typ == "AWS::SSM::Parameter" {
 				t.Errorf("%s: %s is a %s", name, id, typ)
 			}
 		}
@@ -628,6 +698,16 @@ func TestAlarms(t *testing.T) {
 			}
 		}
 		n := 0
+		for _, f := range topo.Functions {
+			if f.Stream == nil {
+				continue
+			}
+			dlq, _ := topo.Queue(f.Stream.OnFailure)
+			if a, ok := got[idOf(t, tpl, "AWS::SQS::Queue", "QueueName", dlq.Name)+" ApproximateNumberOfMessagesVisible"]; !ok || a.threshold != 1 {
+				t.Errorf("%s: on-failure queue %s: depth alarm %+v", name, dlq.Name, a)
+			}
+			n++
+		}
 		for _, q := range topo.Queues {
 			id := idOf(t, tpl, "AWS::SQS::Queue", "QueueName", q.Name)
 			if q.DLQ != "" {
@@ -690,5 +770,73 @@ func TestEveryFunctionHasAccess(t *testing.T) {
 	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(t.TempDir())})
 	if _, err := newSiteStack(app, testCfg, testCfg.primary(), topo, nil); err == nil || !strings.Contains(err.Error(), "functionAccess") {
 		t.Errorf("a function without access rendered: %v", err)
+	}
+}
+
+// strs is a template value as a list of strings (a single one written bare, too).
+func strs(v any) []string {
+	var out []string
+	for _, e := range list(v) {
+		out = append(out, str(e))
+	}
+	return out
+}
+
+// streamARN is the stream ARN a site's stream mapping reads, flattened: the table's own in
+// the primary's stack, the replica lookup's answer in another's.
+func streamARN(t *testing.T, sc SiteConfig, tpl map[string]any) string {
+	t.Helper()
+	for _, r := range resources(tpl, "AWS::Lambda::EventSourceMapping") {
+		if _, ok := r.Props["StartingPosition"]; ok {
+			return flat(r.Props["EventSourceArn"])
+		}
+	}
+	t.Fatalf("%s: no stream event source mapping", sc.Name)
+	return ""
+}
+
+// TestLifecycleStream: the lifecycle function reads its region's replica's stream with
+// the topology's mapping (starting position, batch, bisection, retries, record age),
+// partial batch failures, and an on-failure destination in the site's lifecycle DLQ; the
+// secondary sites' lookup of their replica's stream may describe the session table and
+// nothing else.
+func TestLifecycleStream(t *testing.T) {
+	for name, tpl := range tpls {
+		sc := siteNamed(name)
+		topo := topoOf(t, sc)
+		for _, f := range topo.Functions {
+			if f.Stream == nil {
+				continue
+			}
+			dlq, _ := topo.Queue(f.Stream.OnFailure)
+			check(t, name+": "+f.Name+" stream mapping", func() {
+				templates[name].HasResourceProperties(jsii.String("AWS::Lambda::EventSourceMapping"), &map[string]any{
+					"FunctionName":               map[string]any{"Ref": idOf(t, tpl, "AWS::Lambda::Function", "FunctionName", f.Name)},
+					"StartingPosition":           f.Stream.StartingPosition,
+					"BatchSize":                  f.BatchSize,
+					"BisectBatchOnFunctionError": f.Stream.BisectOnError,
+					"MaximumRetryAttempts":       f.Stream.RetryAttempts,
+					"MaximumRecordAgeInSeconds":  int(f.Stream.MaxRecordAge.Seconds()),
+					"FunctionResponseTypes":      []any{"ReportBatchItemFailures"},
+					"DestinationConfig": map[string]any{"OnFailure": map[string]any{
+						"Destination": map[string]any{"Fn::GetAtt": []any{idOf(t, tpl, "AWS::SQS::Queue", "QueueName", dlq.Name), "Arn"}}}},
+				})
+			})
+		}
+		if name == testCfg.primary().Name {
+			continue
+		}
+		for _, p := range resources(tpl, "AWS::IAM::Policy") {
+			if !strings.HasPrefix(p.ID, "ReplicaStream") {
+				continue
+			}
+			want := on("arn:<AWS::Partition>:dynamodb:"+sc.Region+":"+acct(sc)+":table/"+topo.Table.Name, "dynamodb:DescribeTable")
+			if got := grants(statements(p.Props["PolicyDocument"])); !slices.Equal(got, want) {
+				t.Errorf("%s: the replica stream's lookup may %v, want %v", name, got, want)
+			}
+		}
+		if !strings.Contains(streamARN(t, sc, tpl), "ReplicaStream") {
+			t.Errorf("%s: the stream mapping reads %s, not this region's replica's stream", name, streamARN(t, sc, tpl))
+		}
 	}
 }

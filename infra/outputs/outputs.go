@@ -26,6 +26,14 @@ const (
 	QueryTopicARN  = "SESSIONHA_QUERY_TOPIC_ARN"
 	ReplyTopicARN  = "SESSIONHA_REPLY_TOPIC_ARN"
 	NoticeTopicARN = "SESSIONHA_NOTICE_TOPIC_ARN"
+	// NoticeTopicARNs lists every site's notice topic, this site's first, comma-separated
+	// (topology.NoticeTopicsEnvVar): an instance subscribes its queue to all of them. Not
+	// in Required: a client without it hears its own site's notice topic only.
+	NoticeTopicARNs = "SESSIONHA_NOTICE_TOPIC_ARNS"
+	// LifecycleTopicARN is the site's lifecycle topic (client.Config.LifecycleTopicARN,
+	// and where operators subscribe for every session's events). Not in Required: stacks
+	// deployed before it was added still give a whole env file.
+	LifecycleTopicARN = "SESSIONHA_LIFECYCLE_TOPIC_ARN"
 	// AuthPolicyARN is the managed policy to attach to the auth servers' role. Clients
 	// ignore it; it is in the env file so that scripts can attach it.
 	AuthPolicyARN = "SESSIONHA_AUTH_POLICY_ARN"

@@ -9,6 +9,7 @@ package topology
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -171,11 +172,12 @@ type Subscription struct {
 	FilterPolicy string // JSON, "" for none (every message)
 }
 
-// Function is a Lambda function fed by a queue.
+// Function is a Lambda function fed by a queue, or by the session table's stream.
 type Function struct {
-	ID             string // folder under functions/: sessionop, sessionquery
+	ID             string // folder under functions/: sessionop, sessionquery, lifecycle
 	Name           string
-	Queue          string // queue ID of its event source
+	Queue          string // queue ID of its event source; "" for a function fed by Stream
+	Stream         *StreamSource
 	BatchSize      int
 	BatchingWindow time.Duration
 	MaxConcurrency int
@@ -185,7 +187,27 @@ type Function struct {
 	Env map[string]string
 }
 
-// Topology is every resource of one site.
+// StreamSource feeds a function from the session table's stream in the site's region (the
+// replica's, on AWS; the emulator's change feed, locally): a Lambda event source mapping
+// of DynamoDB Streams, with partial batch failures (ReportBatchItemFailures).
+type StreamSource struct {
+	// StartingPosition is where a new mapping starts reading: "TRIM_HORIZON" (the oldest
+	// record the stream keeps, 24 h) or "LATEST".
+	StartingPosition string
+	// RetryAttempts bounds the retries of a failed batch (0-10000), MaxRecordAge the age
+	// of a record still retried; past either the batch goes to OnFailure.
+	RetryAttempts int
+	MaxRecordAge  time.Duration
+	// BisectOnError splits a failed batch in two before retrying, so that what fails is
+	// narrowed down to the records that fail.
+	BisectOnError bool
+	// OnFailure is the queue ID of the mapping's on-failure destination: a message per
+	// discarded batch (its shard and sequence numbers, not its records).
+	OnFailure string
+}
+
+// Topology is every resource of one site, and what the site knows of the other sites
+// of its deployment.
 type Topology struct {
 	Site          Site
 	Table         Table
@@ -194,6 +216,12 @@ type Topology struct {
 	Subscriptions []Subscription
 	Functions     []Function
 	SealKey       SealKey
+	// Peers are the notice topics of every site of the deployment, this one's first, then
+	// the others in the deployment's order: each auth server instance subscribes its own
+	// queue to all of them (cross-region subscriptions where a peer is in another
+	// region), so that a destroy notice with scope "all", and a superseded notice for the
+	// instance from any site, reaches it. The client takes their ARNs from NoticeTopicsEnvVar.
+	Peers []Peer
 }
 
 // SealKey is the site's KMS key that wraps the data keys sealing attribute values
@@ -212,20 +240,47 @@ const (
 	SealContextKeyID      = "sessionha-key-id"
 )
 
+// Peer is one site of the deployment as another site's instances see it: where its
+// notice topic is. Its ARN is the renderer's to make (the CDK app from the account and
+// partition tokens, without cross-stack references; the local stack from what it
+// provisioned), from NoticeTopicARN.
+type Peer struct {
+	Site        string // the site's name
+	Region      string // the site's region: SNS takes a call about the topic only there
+	NoticeTopic string // the name of its notice topic
+}
+
+// NoticeTopicARN is the ARN of the peer's notice topic in the given partition ("aws")
+// and account.
+func (p Peer) NoticeTopicARN(partition, account string) string {
+	return "arn:" + partition + ":sns:" + p.Region + ":" + account + ":" + p.NoticeTopic
+}
+
+// NoticeTopicsEnvVar is the variable (and stack output) listing the notice topic ARNs of
+// every site, this site's first, comma-separated.
+const NoticeTopicsEnvVar = "SESSIONHA_NOTICE_TOPIC_ARNS"
+
 // Names of things, shared by the renderers and the client's environment.
 const (
 	TopicOps    = "ops"
 	TopicQuery  = "query"
 	TopicReply  = "reply"
 	TopicNotice = "notice"
+	// TopicLifecycle carries sessions' lifecycle events (events.Lifecycle) for operators,
+	// auditors and the apps' instances; nothing of the site subscribes to it.
+	TopicLifecycle = "lifecycle"
 
 	QueueOps      = "ops"
 	QueueOpsDLQ   = "ops-dlq"
 	QueueQuery    = "query"
 	QueueQueryDLQ = "query-dlq"
+	// QueueLifecycleDLQ is the lifecycle function's stream mapping's on-failure
+	// destination: the batches it gave up on.
+	QueueLifecycleDLQ = "lifecycle-dlq"
 
 	FunctionSessionOp    = "sessionop"
 	FunctionSessionQuery = "sessionquery"
+	FunctionLifecycle    = "lifecycle"
 
 	PartitionKey = "pk"
 	TTLAttribute = "expiresAt"
@@ -259,7 +314,8 @@ func For(site Site, table string) (Topology, error) {
 	name := func(part string) string { return "sessionha-" + site.Name + "-" + part }
 	const retention = 4 * 24 * time.Hour // SQS's default; DLQs keep 14 days for operators
 	t := Topology{
-		Site: site,
+		Site:  site,
+		Peers: []Peer{{Site: site.Name, Region: site.Region, NoticeTopic: name("notice")}},
 		Table: Table{Name: table, PartitionKey: PartitionKey, TTLAttribute: TTLAttribute, Indexes: []Index{{
 			Name: IndexByPrincipal, PartitionKey: "upk", SortKey: "cr",
 			// What List needs to show a session and filter out expired ones, without the attributes.
@@ -270,6 +326,7 @@ func For(site Site, table string) (Topology, error) {
 			{ID: TopicQuery, Name: name("query"), EnvVar: "SESSIONHA_QUERY_TOPIC_ARN"},
 			{ID: TopicReply, Name: name("reply"), EnvVar: "SESSIONHA_REPLY_TOPIC_ARN"},
 			{ID: TopicNotice, Name: name("notice"), EnvVar: "SESSIONHA_NOTICE_TOPIC_ARN"},
+			{ID: TopicLifecycle, Name: name("lifecycle"), EnvVar: "SESSIONHA_LIFECYCLE_TOPIC_ARN"},
 		},
 		Queues: []Queue{
 			{ID: QueueOpsDLQ, Name: name("ops-dlq"), Retention: 14 * 24 * time.Hour, VisibilityTimeout: 30 * time.Second},
@@ -278,6 +335,7 @@ func For(site Site, table string) (Topology, error) {
 			{ID: QueueQueryDLQ, Name: name("query-dlq"), Retention: 14 * 24 * time.Hour, VisibilityTimeout: 30 * time.Second},
 			{ID: QueueQuery, Name: name("query"), DLQ: QueueQueryDLQ, MaxReceiveCount: s.MaxReceiveCount,
 				VisibilityTimeout: s.VisibilityTimeout, Retention: retention},
+			{ID: QueueLifecycleDLQ, Name: name("lifecycle-dlq"), Retention: 14 * 24 * time.Hour, VisibilityTimeout: 30 * time.Second},
 		},
 		Subscriptions: []Subscription{
 			// No filter policy on the ops queue: nothing published on the ops topic may go unseen.
@@ -317,11 +375,57 @@ func For(site Site, table string) (Topology, error) {
 				"SESSIONHA_DLQ_URL":       "queue:" + QueueQueryDLQ,
 				"SESSIONHA_QUERY_MAX_AGE": s.QueryMaxAge.String(),
 			},
+		}, {
+			// Lifecycle events from the table's stream (functions/lifecycle). From the
+			// stream's oldest record: a mapping made after the table (a first deploy, a
+			// replaced mapping) misses nothing, and what it sends twice carries the same
+			// idempotency keys. A failed batch (the topic out of reach) is retried for up
+			// to six hours, split in halves, before it goes to the DLQ; the function
+			// itself never fails a record it cannot read (that would block the shard).
+			ID: FunctionLifecycle, Name: name("lifecycle"), BatchSize: 100, Timeout: s.FunctionTimeout,
+			Stream: &StreamSource{StartingPosition: "TRIM_HORIZON", RetryAttempts: 10000, MaxRecordAge: 6 * time.Hour,
+				BisectOnError: true, OnFailure: QueueLifecycleDLQ},
+			Env: map[string]string{
+				"SESSIONHA_SITE":                site.Name,
+				"SESSIONHA_LIFECYCLE_TOPIC_ARN": "topic:" + TopicLifecycle,
+			},
 		}},
 		SealKey: SealKey{Alias: "alias/" + name("seal"), EnvVar: "SESSIONHA_SEAL_KMS_KEY_ARN"},
 	}
 	return t, nil
 }
+
+// ForDeployment describes every site of a deployment, each knowing all of them (its
+// Peers): what `cdk deploy` and `make local` render for several sites. table is the
+// deployment's table name ("" for DefaultTable). Site names must be unique.
+func ForDeployment(sites []Site, table string) ([]Topology, error) {
+	if len(sites) == 0 {
+		return nil, fmt.Errorf("topology: a deployment needs at least one site")
+	}
+	topos := make([]Topology, len(sites))
+	var peers []Peer
+	for i, s := range sites {
+		t, err := For(s, table)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range peers {
+			if p.Site == s.Name {
+				return nil, fmt.Errorf("topology: site %q is listed twice", s.Name)
+			}
+		}
+		topos[i] = t
+		peers = append(peers, t.Peers[0])
+	}
+	for i := range topos {
+		own := topos[i].Peers[0]
+		topos[i].Peers = append([]Peer{own}, slices.DeleteFunc(slices.Clone(peers), func(p Peer) bool { return p.Site == own.Site })...)
+	}
+	return topos, nil
+}
+
+// Topologies describes every site of the deployment (ForDeployment).
+func (d Deployment) Topologies() ([]Topology, error) { return ForDeployment(d.Sites, d.Table) }
 
 // Queue returns the queue with the given ID.
 func (t Topology) Queue(id string) (Queue, bool) {
@@ -331,6 +435,23 @@ func (t Topology) Queue(id string) (Queue, bool) {
 		}
 	}
 	return Queue{}, false
+}
+
+// DeadLetterQueues are the IDs of the queues that hold what failed for good: the queues'
+// redrive targets and the stream mappings' on-failure destinations. Operators watch them.
+func (t Topology) DeadLetterQueues() map[string]bool {
+	dlq := map[string]bool{}
+	for _, q := range t.Queues {
+		if q.DLQ != "" {
+			dlq[q.DLQ] = true
+		}
+	}
+	for _, f := range t.Functions {
+		if f.Stream != nil && f.Stream.OnFailure != "" {
+			dlq[f.Stream.OnFailure] = true
+		}
+	}
+	return dlq
 }
 
 // Topic returns the topic with the given ID.

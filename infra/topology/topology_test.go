@@ -3,6 +3,7 @@ package topology
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,8 +39,45 @@ func TestForDefaults(t *testing.T) {
 			t.Errorf("subscription %s->%s is not raw", s.Topic, s.Queue)
 		}
 	}
-	if len(top.Topics) != 4 {
-		t.Errorf("%d topics, want ops, query, reply, notice", len(top.Topics))
+	if len(top.Topics) != 5 {
+		t.Errorf("%d topics, want ops, query, reply, notice, lifecycle", len(top.Topics))
+	}
+}
+
+// TestLifecycleFunction: the lifecycle function is fed by the table's stream, publishes
+// on the lifecycle topic, and gives up on a batch into a DLQ that operators watch like the
+// others.
+func TestLifecycleFunction(t *testing.T) {
+	top, err := For(Site{Name: "eu", Region: "eu-west-1"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f *Function
+	for i := range top.Functions {
+		if top.Functions[i].ID == FunctionLifecycle {
+			f = &top.Functions[i]
+		}
+	}
+	if f == nil {
+		t.Fatal("no lifecycle function")
+	}
+	if f.Queue != "" || f.Stream == nil {
+		t.Fatalf("lifecycle fed by queue %q, stream %+v; want the table's stream", f.Queue, f.Stream)
+	}
+	dlq, ok := top.Queue(f.Stream.OnFailure)
+	if !ok || !strings.HasSuffix(dlq.Name, "-dlq") || !top.DeadLetterQueues()[dlq.ID] {
+		t.Errorf("on-failure destination %q: %+v (a DLQ: %v)", f.Stream.OnFailure, dlq, top.DeadLetterQueues()[dlq.ID])
+	}
+	if s := f.Stream; !s.BisectOnError || s.RetryAttempts <= 0 || s.MaxRecordAge <= 0 || s.StartingPosition != "TRIM_HORIZON" {
+		t.Errorf("stream source %+v", s)
+	}
+	if tp, ok := top.Topic(TopicLifecycle); !ok || tp.EnvVar != "SESSIONHA_LIFECYCLE_TOPIC_ARN" || f.Env["SESSIONHA_LIFECYCLE_TOPIC_ARN"] != "topic:"+TopicLifecycle || f.Env["SESSIONHA_SITE"] != "eu" {
+		t.Errorf("topic %+v, env %v", tp, f.Env)
+	}
+	for _, sub := range top.Subscriptions {
+		if sub.Topic == TopicLifecycle {
+			t.Errorf("the site subscribes %s to the lifecycle topic: it is for others", sub.Queue)
+		}
 	}
 }
 
@@ -97,6 +135,9 @@ func TestFunctionsRetryEnv(t *testing.T) {
 			"SESSIONHA_QUERY_MAX_AGE": "20s"},
 	}
 	for _, f := range top.Functions {
+		if f.Stream != nil {
+			continue // no queue: its mapping gives up into its on-failure destination
+		}
 		q, _ := top.Queue(f.Queue)
 		if f.Env["SESSIONHA_DLQ_URL"] != "queue:"+q.DLQ {
 			t.Errorf("%s: DLQ %s, but its queue's DLQ is %s", f.ID, f.Env["SESSIONHA_DLQ_URL"], q.DLQ)
@@ -153,5 +194,48 @@ func TestReadCDKJSONRetrySettings(t *testing.T) {
 		if got := (retry.Schedule{Base: s.RetryBase, Max: s.RetryMax}).Before(s.MaxReceiveCount); got < 45*time.Minute {
 			t.Errorf("cdk.json site %s retries for at least %s before the DLQ; want well over 30 min", site.Name, got)
 		}
+	}
+}
+
+// TestForDeploymentPeers: every site of a deployment knows every site's notice topic,
+// its own first, then the others in the deployment's order; a lone site knows itself.
+func TestForDeploymentPeers(t *testing.T) {
+	sites := []Site{{Name: "eu", Region: "eu-west-1", Primary: true}, {Name: "us", Region: "us-east-1"}, {Name: "ap", Region: "ap-southeast-2"}}
+	topos, err := ForDeployment(sites, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := func(name, region string) Peer {
+		return Peer{Site: name, Region: region, NoticeTopic: "sessionha-" + name + "-notice"}
+	}
+	eu, us, ap := peer("eu", "eu-west-1"), peer("us", "us-east-1"), peer("ap", "ap-southeast-2")
+	want := map[string][]Peer{"eu": {eu, us, ap}, "us": {us, eu, ap}, "ap": {ap, eu, us}}
+	for _, topo := range topos {
+		if got := topo.Peers; !slices.Equal(got, want[topo.Site.Name]) {
+			t.Errorf("site %s: peers %+v, want %+v", topo.Site.Name, got, want[topo.Site.Name])
+		}
+		notice, _ := topo.Topic(TopicNotice)
+		if topo.Peers[0].NoticeTopic != notice.Name {
+			t.Errorf("site %s: its own peer names topic %s, its notice topic is %s", topo.Site.Name, topo.Peers[0].NoticeTopic, notice.Name)
+		}
+	}
+	alone, err := For(sites[1], "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(alone.Peers, []Peer{us}) {
+		t.Errorf("a lone site's peers %+v, want itself", alone.Peers)
+	}
+	if got := us.NoticeTopicARN("aws", "123456789012"); got != "arn:aws:sns:us-east-1:123456789012:sessionha-us-notice" {
+		t.Errorf("NoticeTopicARN = %s", got)
+	}
+	if _, err := ForDeployment([]Site{sites[0], sites[0]}, ""); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("a site listed twice: %v", err)
+	}
+	if _, err := ForDeployment([]Site{sites[0], {Name: "Bad_Name", Region: "us-east-1"}}, ""); err == nil {
+		t.Error("a bad site accepted")
+	}
+	if _, err := ForDeployment(nil, ""); err == nil {
+		t.Error("no sites accepted")
 	}
 }

@@ -23,7 +23,10 @@
 //     (every op merged into a live item carries the whole metadata, so the newest op's
 //     wins; of two deliveries of one op, clamped differently, the later creation time);
 //   - the last access, a max register;
-//   - the session tombstone (State Destroyed), terminal.
+//   - the session tombstone (State Destroyed), terminal; it keeps who destroyed the
+//     session, from which site and why, as the destroy of the lowest version merged
+//     said (a register like the metadata, but the earliest wins: the first end is the
+//     end), so that the table's stream can tell how the session ended.
 //
 // Merging a snapshot newer than Floor takes its attributes, then re-applies the registers
 // newer than it (they come later in version order) and drops the older ones; a snapshot
@@ -67,6 +70,80 @@
 // Every write is conditioned on the item's revision (Rev) as read, so a writer that lost
 // a race reads again and merges again: one strongly consistent read and one conditional
 // write per op, more only under contention, and a bounded number of rounds.
+//
+// # Across regions: the logout item
+//
+// With sites in several regions the table is a DynamoDB global table in multi-region
+// eventual consistency (MREC): each region's replica takes writes and replicates them in
+// about a second, concurrent writes to one item are resolved by last writer wins on write
+// time, and a condition is evaluated against the local replica only. The read-merge-put
+// above therefore protects one region, not two: a save applied in region B within the
+// replication lag of a logout in region A is the later write of the session item,
+// overwrites A's tombstone in both regions, and the session is readable again; a split
+// between the regions stretches that window to the split's length.
+//
+// So a logout does not rest on the session item. A destroy first inserts the session's
+// logout item: a key of its own in the same table (LogoutKey: the session's key and
+// "#logout"; no key schema change, and clear-store's cluster prefix covers it), put on
+// attribute_not_exists (a second logout of the session writes nothing) and never written
+// by a save or a delta, so that no last-writer-wins outcome undoes it; then it writes the
+// tombstone as before. Every merge (Apply) reads both items with one strongly consistent
+// BatchGetItem and, when the logout item exists, merges no op: it turns a live session
+// item back into a tombstone (another region's save may have won over it) and makes the
+// logout item last as long as the op's session could (plan). Every read (Get: the
+// client's direct Load, sessionquery's answer, sessionctl get) takes both items in one
+// call and holds the logout item final whatever the session item says; listings of the
+// per-user index, which projects session items, read the listed sessions' logout items,
+// 100 to a BatchGetItem (LoggedOut). Hence: once a destroy is applied in a region, no
+// read there returns the session; once its logout item has replicated to another region,
+// no read there does either, whatever saves, deltas and duplicates are applied in any
+// region, in any order, across splits that heal later; and the replicas converge item by
+// item (last writer wins on each, and every writer of a logout item writes a logout).
+// test/replay's TestCrossRegion proves it on two replicas replicated like MREC, with
+// splits; with the tombstone alone it fails within a few hundred histories.
+//
+// A logout item is kept until its session's latest possible deadline plus Grace, as the
+// tombstone, and at least LogoutKeep (7 days) after it is written. The floor is for
+// splits: in a split longer than Grace, the far region, which has not heard of the
+// logout, may keep a sliding session alive (scs commits "created now, for another idle
+// timeout"); once the split heals, no op need come that would tell the table how long
+// that session item lives, and the logout item must outlive it. A logout holds across a
+// split shorter than LogoutKeep less the session's idle timeout; one item of about 150
+// bytes (and DynamoDB's 100 bytes of per-item overhead) per logout and region pays for it.
+//
+// Costs: a read is a strongly consistent read of two small items, two read units where
+// the session item alone was one (a key that finds nothing is billed a unit too): each
+// failover Load, each sessionquery answer, each SaveApplied poll and each merge. A
+// destroy writes one more item. A create of a new session is still put without a read;
+// it does not see a logout item then, which it can only meet when the logout's tombstone
+// is not written yet, and which reads and merges hold final anyway.
+//
+// Why not rewrite the tombstone in every region when a destroy notice arrives: the
+// rewrite is only as good as the notice, a fast path delivered at least once but in its
+// own time, over a network the split may cut too. A save of the far region applied during
+// a split replicates, once the split heals, as the later write of the session item, and
+// the session is readable in the logging-out region until the far region's rewrite
+// replicates back; a notice that never comes (a lost subscription, a region whose notice
+// consumer is down) leaves it readable for good. The logout item needs replication only,
+// which global tables deliver.
+//
+// Why not multi-region strong consistency (MRSC), where a condition holds across regions
+// and the tombstone alone would do: an MRSC global table has exactly three replicas, or
+// two and a witness, all in one Region set (US: us-east-1, us-east-2, us-west-2; EU:
+// eu-west-1, eu-west-2, eu-west-3, eu-central-1; AP: ap-northeast-1, -2, -3: AWS
+// CloudFormation User Guide, AWS::DynamoDB::GlobalTable GlobalTableWitness,
+// https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-dynamodb-globaltable-globaltablewitness.html),
+// so cdk.json's sites, eu-west-1 and us-east-1, cannot be one; and the mode is chosen
+// when the global table is made, from an empty table (AWS's MRSC example:
+// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/example_dynamodb_Scenario_MRSCGlobalTables_section.html).
+// Expiry rests on TTL (expiresAt). Whether MRSC tables take TTL could not be read from
+// AWS's own page here: the stored copies of the developer guide that could be searched
+// did not return the MRSC limits of "How DynamoDB global tables work"
+// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/V2globaltables_HowItWorks.html);
+// two public secondary sources (a deployment guide's README, an exam note quoting the
+// guide) say MRSC does not support TTL, as DESIGN.md does, so it is taken as unsupported
+// until checked there. MRSC could at most be an option, for sites that fit one Region
+// set; it is not built.
 package record
 
 import (
@@ -109,6 +186,13 @@ const (
 	attrFloor      = "fl" // version of the newest snapshot merged
 	attrAttrVers   = "av" // name -> version, for attributes set by deltas newer than fl
 	attrRemoved    = "rm" // name -> version, for attributes removed by deltas newer than fl
+	// attrReason and attrDestroyVersion are a tombstone's: why the session was destroyed
+	// (the destroy op's reason, e.g. "logout", "revoked", "session-cap", "sso-group",
+	// "renew"), and the version of the destroy that said so. With the tombstone's writer
+	// and site (the destroy's), they tell the table's stream, and so the lifecycle
+	// events, why and by whom a session ended.
+	attrReason         = "why"
+	attrDestroyVersion = "dv"
 	// attrUserKey is the per-user index's key: cluster#principal, on active items with a
 	// principal only.
 	attrUserKey = "upk"
@@ -135,6 +219,13 @@ type Item struct {
 	AttrVers   map[string]string // registers of attributes set by deltas newer than Floor
 	Removed    map[string]string // registers of attributes removed by deltas newer than Floor
 	ExpiresAt  int64             // epoch seconds: the TTL
+	// Reason and DestroyVersion are a tombstone's (State Destroyed): the reason its
+	// destroy gave ("" for none) and that destroy's version. Of several destroys of one
+	// session the one with the lowest version is kept (Writer and Site are its too), so
+	// that the tombstone does not depend on the order they arrive in. A tombstone written
+	// before these fields has neither.
+	Reason         string
+	DestroyVersion string
 }
 
 // Key is the partition key of a session: its cluster and the hash of its id.
@@ -176,8 +267,9 @@ func addSeconds(ms, sec int64) int64 {
 
 // Defaults of Policy.
 const (
-	DefaultGrace     = 30 * time.Minute
-	DefaultTolerance = 30 * time.Second
+	DefaultGrace      = 30 * time.Minute
+	DefaultTolerance  = 30 * time.Second
+	DefaultLogoutKeep = 7 * 24 * time.Hour
 )
 
 // Policy is what a merge needs besides the op and the time: see the package doc.
@@ -189,6 +281,11 @@ type Policy struct {
 	// Tolerance is how far ahead of the function's clock an op's created and last access
 	// may be; later times are clamped to it. Default DefaultTolerance (30 s).
 	Tolerance time.Duration
+	// LogoutKeep is the least time a logout item is kept after it is written, whatever its
+	// session's deadline: the longest split between regions (with the session still in
+	// use on the far side) after which a logout still holds (see "Across regions").
+	// Default DefaultLogoutKeep (7 days).
+	LogoutKeep time.Duration
 }
 
 func (p Policy) withDefaults() Policy {
@@ -197,6 +294,9 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.Tolerance <= 0 {
 		p.Tolerance = DefaultTolerance
+	}
+	if p.LogoutKeep <= 0 {
+		p.LogoutKeep = DefaultLogoutKeep
 	}
 	return p
 }
@@ -231,6 +331,9 @@ type Op struct {
 	// Until is a Destroy's latest possible deadline of the session (unix ms), which its
 	// tombstone outlives; 0 if unknown.
 	Until int64
+	// Reason and Site are a Destroy's: why (the op's reason, "" for none) and its writer's
+	// site. The tombstone keeps them, with the writer (from Version).
+	Reason, Site string
 }
 
 // Merge applies op to the stored item cur (nil if none) at the function's time now and
@@ -246,18 +349,26 @@ func Merge(cur *Item, op Op, now time.Time, p Policy) (next *Item, changed bool)
 		keep := p.keep(max(nowMs, op.Until))
 		switch {
 		case cur == nil:
-			return &Item{Key: op.Key, Version: op.Version, State: Destroyed, ExpiresAt: keep}, true
+			t := &Item{Key: op.Key, Version: op.Version, State: Destroyed, ExpiresAt: keep}
+			t.takeDestroy(op)
+			return t, true
 		case cur.State == Destroyed:
-			if keep <= cur.ExpiresAt {
+			first := cur.DestroyVersion == "" || op.Version < cur.DestroyVersion
+			if keep <= cur.ExpiresAt && !first {
 				return cur, false
 			}
 			n := *cur
-			n.ExpiresAt = keep
+			n.ExpiresAt = max(keep, cur.ExpiresAt)
+			if first {
+				n.takeDestroy(op)
+			}
 			return &n, true
 		}
 		// Outlive every op of the session: none can be valid after created + max life.
-		return &Item{Key: op.Key, Rev: cur.Rev, Version: max(cur.Version, op.Version), State: Destroyed,
-			ExpiresAt: max(keep, cur.ExpiresAt, p.keep(addSeconds(cur.Created, cur.MaxLife)))}, true
+		t := &Item{Key: op.Key, Rev: cur.Rev, Version: max(cur.Version, op.Version), State: Destroyed,
+			ExpiresAt: max(keep, cur.ExpiresAt, p.keep(addSeconds(cur.Created, cur.MaxLife)))}
+		t.takeDestroy(op)
+		return t, true
 	case Create, Save, Delta:
 		s := clamp(op.Session, nowMs+p.Tolerance.Milliseconds())
 		if cur != nil && cur.State == Destroyed {
@@ -300,6 +411,13 @@ func Merge(cur *Item, op Op, now time.Time, p Policy) (next *Item, changed bool)
 		return n, true
 	}
 	return cur, false
+}
+
+// takeDestroy makes the tombstone t say what the destroy op said: its reason, writer,
+// site and version.
+func (t *Item) takeDestroy(op Op) {
+	t.Reason, t.Site, t.DestroyVersion = op.Reason, op.Site, op.Version
+	_, t.Writer, _ = strings.Cut(op.Version, "/")
 }
 
 // clamp returns s with its times held to at most limit (unix ms).
@@ -387,6 +505,7 @@ func (it *Item) equal(o *Item) bool {
 		it.Principal == o.Principal && it.Group == o.Group && it.Created == o.Created &&
 		it.LastAccess == o.LastAccess && it.MaxIdle == o.MaxIdle && it.MaxLife == o.MaxLife &&
 		it.Site == o.Site && it.Writer == o.Writer && it.Floor == o.Floor && it.ExpiresAt == o.ExpiresAt &&
+		it.Reason == o.Reason && it.DestroyVersion == o.DestroyVersion &&
 		maps.EqualFunc(it.Attrs, o.Attrs, bytes.Equal) &&
 		maps.Equal(it.AttrVers, o.AttrVers) && maps.Equal(it.Removed, o.Removed)
 }
@@ -405,7 +524,13 @@ func Marshal(it *Item) map[string]types.AttributeValue {
 		AttrExpiresAt: n(it.ExpiresAt),
 	}
 	if it.State == Destroyed {
-		return m // a tombstone keeps nothing of the session
+		// A tombstone keeps nothing of the session: only who destroyed it, and why.
+		for name, v := range map[string]string{attrWriter: it.Writer, attrSite: it.Site, attrReason: it.Reason, attrDestroyVersion: it.DestroyVersion} {
+			if v != "" {
+				m[name] = s(v)
+			}
+		}
+		return m
 	}
 	m[attrPrincipal] = s(it.Principal) // "" (no principal) too, so that every build reads the item
 	// Only an active session of a known user is in the per-user index: sessions without
@@ -481,7 +606,14 @@ func Unmarshal(m map[string]types.AttributeValue) (*Item, error) {
 	it.State = State(state)
 	switch it.State {
 	case Destroyed:
-		return &it, err
+		str(attrWriter, &it.Writer, false)
+		str(attrSite, &it.Site, false)
+		str(attrReason, &it.Reason, false)
+		str(attrDestroyVersion, &it.DestroyVersion, false)
+		if err != nil {
+			return nil, err
+		}
+		return &it, nil
 	case Active, Pending:
 	default:
 		if err == nil {

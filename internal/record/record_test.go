@@ -57,7 +57,10 @@ func TestMergeConverges(t *testing.T) {
 		}
 		destroyed := rng.IntN(3) == 0
 		if destroyed {
-			ops = append(ops, Op{Kind: Destroy, Key: "k", Version: ver(10+rng.IntN(n+2), "a")})
+			ops = append(ops, Op{Kind: Destroy, Key: "k", Version: ver(10+rng.IntN(n+2), "a"), Reason: "logout", Site: "eu"})
+			if rng.IntN(2) == 0 { // a second destroy, by another instance, for another reason
+				ops = append(ops, Op{Kind: Destroy, Key: "k", Version: ver(10+rng.IntN(n+2), "c"), Reason: "revoked", Site: "us"})
+			}
 		}
 		want := applyAll(ops, now) // in version order (as generated)
 
@@ -77,6 +80,12 @@ func TestMergeConverges(t *testing.T) {
 			}
 			if got.ExpiresAt < (t0.UnixMilli()+28800*1000)/1000 {
 				t.Fatalf("round %d: tombstone expires at %d, before the session's max life", round, got.ExpiresAt)
+			}
+			// Of several destroys the tombstone tells the one of the lowest version,
+			// whatever order they came in.
+			if got.Reason != want.Reason || got.Writer != want.Writer || got.Site != want.Site || got.DestroyVersion != want.DestroyVersion {
+				t.Fatalf("round %d: tombstone says %q by %s of %s (destroy %s), in version order %q by %s of %s (destroy %s)", round,
+					got.Reason, got.Writer, got.Site, got.DestroyVersion, want.Reason, want.Writer, want.Site, want.DestroyVersion)
 			}
 			continue
 		}
@@ -155,7 +164,8 @@ func TestMarshalRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, it) {
 		t.Fatalf("round trip:\n got  %+v\n want %+v", got, it)
 	}
-	tomb := &Item{Key: "default#abc", Rev: 4, Version: ver(8, "b"), State: Destroyed, ExpiresAt: 99}
+	tomb := &Item{Key: "default#abc", Rev: 4, Version: ver(8, "b"), State: Destroyed, ExpiresAt: 99,
+		Writer: "b", Site: "eu", Reason: "sso-group", DestroyVersion: ver(7, "b")}
 	m := Marshal(tomb)
 	if _, ok := m[attrPrincipal]; ok {
 		t.Error("a tombstone keeps the principal")
@@ -280,5 +290,42 @@ func TestMergeHoldsTimesToItsClock(t *testing.T) {
 		MaxIdle: 600, MaxLife: 3600, Attrs: map[string][]byte{"x": []byte("2")}}}
 	if next, changed := Merge(got, slow, later, pol); changed && next.Readable(later) {
 		t.Fatalf("a writer 10 min behind brought back a session expired by the function's clock: %+v", next)
+	}
+}
+
+// TestTombstoneTellsTheEnd: the tombstone keeps why, by whom and from which site its
+// session was destroyed (the lifecycle function reads them from the table's stream), and
+// nothing of the session; a tombstone of an older build, without them, still reads.
+func TestTombstoneTellsTheEnd(t *testing.T) {
+	now := t0.Add(time.Minute)
+	cur, _ := Merge(nil, Op{Kind: Create, Key: "k", Version: ver(1, "a"), Session: session(0, map[string][]byte{"x": []byte("1")})}, now, pol)
+	tomb, changed := Merge(cur, Op{Kind: Destroy, Key: "k", Version: ver(5, "b"), Reason: "session-cap", Site: "us"}, now, pol)
+	if !changed || tomb.State != Destroyed || tomb.Reason != "session-cap" || tomb.Writer != "b" || tomb.Site != "us" || tomb.DestroyVersion != ver(5, "b") {
+		t.Fatalf("tombstone %+v", tomb)
+	}
+	m := Marshal(tomb)
+	for _, name := range []string{attrPrincipal, attrAttrs, attrCreated, attrUserKey} {
+		if _, ok := m[name]; ok {
+			t.Errorf("a tombstone keeps %q", name)
+		}
+	}
+	if got, err := Unmarshal(m); err != nil || got.Reason != "session-cap" || got.Writer != "b" || got.Site != "us" {
+		t.Fatalf("read back: %+v %v", got, err)
+	}
+	// A later destroy changes nothing; an earlier one (delivered late) takes over.
+	if _, changed := Merge(tomb, Op{Kind: Destroy, Key: "k", Version: ver(6, "c"), Reason: "logout", Site: "eu"}, now, pol); changed {
+		t.Error("a later destroy changed the tombstone")
+	}
+	early, changed := Merge(tomb, Op{Kind: Destroy, Key: "k", Version: ver(4, "c"), Reason: "logout", Site: "eu"}, now, pol)
+	if !changed || early.Reason != "logout" || early.Writer != "c" || early.Site != "eu" {
+		t.Errorf("an earlier destroy delivered late: %+v", early)
+	}
+	// A tombstone of an older build: no reason, no writer; a destroy completes it.
+	old := &Item{Key: "k", Rev: 2, Version: ver(9, "a"), State: Destroyed, ExpiresAt: tomb.ExpiresAt}
+	if got, err := Unmarshal(Marshal(old)); err != nil || !reflect.DeepEqual(got, old) {
+		t.Fatalf("an older tombstone: %+v %v", got, err)
+	}
+	if got, changed := Merge(old, Op{Kind: Destroy, Key: "k", Version: ver(9, "a"), Reason: "logout"}, now, pol); !changed || got.Reason != "logout" {
+		t.Errorf("a destroy on an older tombstone: %+v changed=%v", got, changed)
 	}
 }

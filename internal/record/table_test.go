@@ -36,11 +36,12 @@ func run(m *testing.M) int {
 }
 
 // TestApplyShortcuts: a create of a new session is one write and no read; a create that
-// finds its session stored merges into the item its failed write returned, without a
-// read; other ops read first; and every result is what read-merge-put makes.
+// finds its session stored reads the session and its logout item then; other ops read
+// first (one call for both items); a destroy writes two items; and every result is what
+// read-merge-put makes.
 func TestApplyShortcuts(t *testing.T) {
 	ctx := context.Background()
-	tb := &Table{DB: db, Name: "sessions", Grace: time.Minute}
+	tb := &Table{DB: db, Name: "sessions", Grace: time.Minute, LogoutKeep: time.Minute}
 	now := time.Now().UnixMilli()
 	sess := func(la int64, v string) *Item {
 		return &Item{Principal: "p", Created: now, LastAccess: la, MaxIdle: 600, MaxLife: 3600, Site: "s", Writer: "w",
@@ -65,22 +66,29 @@ func TestApplyShortcuts(t *testing.T) {
 
 	create := Op{Kind: Create, Key: "c#new", Version: ver(1), Session: sess(now, "1")}
 	apply(create, Written, 0, 1, 0)
-	apply(create, Unchanged, 0, 1, 1) // a duplicate: its write loses and returns the item
+	// A duplicate: its write loses and returns the item, and the logout item, which the
+	// put did not see, is read with it.
+	apply(create, Unchanged, 1, 1, 1)
 	save := Op{Kind: Save, Key: "c#new", Version: ver(2), Session: sess(now+1000, "2")}
 	apply(save, Written, 1, 1, 0)
-	apply(create, Unchanged, 0, 1, 1) // an old create after a save changes nothing
+	apply(create, Unchanged, 1, 1, 1) // an old create after a save changes nothing
 	if it := get("c#new"); string(it.Attrs["a"]) != "2" || it.Rev != 2 {
 		t.Fatalf("after create, save, stale create: %+v", it)
 	}
 
-	// A destroy first, then its create: the tombstone stays, and outlives the session.
+	// A destroy first (its logout item, then its tombstone), then its create: the
+	// session stays destroyed, and both items outlive the session.
 	tomb := Op{Kind: Destroy, Key: "c#gone", Version: ver(5)}
-	apply(tomb, Written, 1, 1, 0)
+	apply(tomb, Written, 1, 2, 0)
+	apply(tomb, Unchanged, 1, 0, 0) // a duplicate finds both: nothing to write
 	late := Op{Kind: Create, Key: "c#gone", Version: ver(1), Session: sess(now, "x")}
-	apply(late, Written, 0, 2, 1) // lost against the tombstone, then extended its expiry
+	apply(late, Written, 1, 3, 1) // lost against the tombstone, read both, extended both
 	it := get("c#gone")
 	if it.State != Destroyed || it.ExpiresAt < (now+3600*1000)/1000 {
 		t.Fatalf("a create after its destroy: %+v", it)
+	}
+	if s, err := tb.Read(ctx, "c#gone"); err != nil || s.Logout == nil || s.Logout.ExpiresAt < (now+3600*1000)/1000 {
+		t.Fatalf("the logout item after a create that came after its destroy: %+v %v", s.Logout, err)
 	}
 
 	// A create expired on arrival writes nothing, and reads first (a tombstone might

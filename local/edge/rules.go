@@ -12,6 +12,11 @@ package edge
 //   - Message sizes: SNS Publish and PublishBatch at most SNSMaxMessageSize, SQS
 //     SendMessage at most the queue's MaximumMessageSize and SendMessageBatch at most
 //     SQSMaxMessageSize in all: sizes.go.
+//   - SNS takes a call about a topic or a subscription only in the topic's region (a
+//     cross-region subscription is made in the topic's region): a request signed for
+//     one region that names a TopicArn, SubscriptionArn, TargetArn or ResourceArn of
+//     another fails with InvalidParameter, "Invalid parameter: TopicArn", as AWS words
+//     it. fauxqs keeps every region's topics in one store and would answer.
 //
 // Queues are told apart by region and name: the local stack has one account (fauxqs
 // names 000000000000 in every queue URL), so per account is per stack. The rules read
@@ -140,7 +145,7 @@ func (g *Gateway) serveWithRules(w http.ResponseWriter, r *http.Request, rt *rou
 	g.rules.observe()
 	defer g.rules.done()
 	if svc == "sns" {
-		g.snsRules(w, r, rt)
+		g.snsRules(w, r, rt, region)
 		return
 	}
 	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), "AmazonSQS.")
@@ -304,7 +309,11 @@ func (ru *rules) sqsLimit(key queueKey) int {
 	return SQSMaxMessageSize
 }
 
-func (g *Gateway) snsRules(w http.ResponseWriter, r *http.Request, rt *route) {
+// snsARNParams are the SNS parameters that name a resource by ARN: the call must be made
+// in that resource's region.
+var snsARNParams = []string{"TopicArn", "SubscriptionArn", "TargetArn", "ResourceArn"}
+
+func (g *Gateway) snsRules(w http.ResponseWriter, r *http.Request, rt *route, region string) {
 	if !isForm(r) {
 		g.forward(w, r, rt)
 		return
@@ -318,6 +327,12 @@ func (g *Gateway) snsRules(w http.ResponseWriter, r *http.Request, rt *route) {
 	action := form.Get("Action")
 	if action == "" {
 		action = r.URL.Query().Get("Action")
+	}
+	for _, p := range snsARNParams {
+		if in := arnRegion(form.Get(p)); in != "" && region != "" && in != region {
+			writeError(w, r, http.StatusBadRequest, "InvalidParameter", "Invalid parameter: "+p)
+			return
+		}
 	}
 	switch action {
 	case "Publish":
@@ -336,6 +351,16 @@ func (g *Gateway) snsRules(w http.ResponseWriter, r *http.Request, rt *route) {
 		return
 	}
 	g.forwardBody(w, r, rt, body)
+}
+
+// arnRegion is the region field of an ARN (arn:partition:service:region:account:...),
+// "" if v is not one.
+func arnRegion(v string) string {
+	f := strings.SplitN(v, ":", 5)
+	if len(f) < 5 || f[0] != "arn" {
+		return ""
+	}
+	return f[3]
 }
 
 // readBody reads r's body up to limit bytes. If it is longer, whole is false and r's

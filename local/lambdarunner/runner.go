@@ -28,8 +28,17 @@
 //     window, Lambda's SQS event shape, deletion on success, partial batch responses
 //     (ReportBatchItemFailures) with Lambda's rules, and nothing deleted on failure, so
 //     that the queue's own visibility timeout and redrive policy apply.
+//   - The DynamoDB Streams event source mapping (Func.MapStream), fed by a local/dynamo
+//     replica's change feed: records in the stream's order with Lambda's shape (eventName,
+//     keys and images by the stream's view type, the TTL sweeper's userIdentity, the
+//     change's sequence number, the table's LatestStreamArn), batch size and window, one
+//     batch in flight (one shard), retries with backoff, partial batch failures as
+//     checkpoints, bisection on error, retry and record-age limits, and the on-failure
+//     destination's message for a discarded batch.
 //
-// What it does not emulate: the Lambda Invoke API over HTTP, async invocation,
+// What it does not emulate: the Lambda Invoke API over HTTP, async invocation, shards
+// and ParallelizationFactor (a stream is one shard), TRIM_HORIZON's history (the feed
+// starts at MapStream), tumbling windows, event filtering,
 // throttling (an invocation over the concurrency limit waits for an environment instead
 // of failing with TooManyRequestsException), freezing idle environments (an idle
 // bootstrap keeps running, blocked in GET /next), the FIFO-specific ordering rules of the
@@ -56,12 +65,17 @@ type SQSAPI interface {
 	ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessageBatch(context.Context, *sqs.DeleteMessageBatchInput, ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
 	GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	// SendMessage tells a stream mapping's on-failure destination of a discarded batch.
+	SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 }
 
 // Config configures a Runner.
 type Config struct {
-	// SQS is the client the event source mappings poll with. Needed only by MapSQS.
+	// SQS is the client the event source mappings poll with. Needed by MapSQS, and by
+	// MapStream for an on-failure destination.
 	SQS SQSAPI
+	// DynamoDB finds a stream mapping's table and its stream. Needed only by MapStream.
+	DynamoDB DynamoDBAPI
 	// Region is reported to the functions (AWS_REGION, ARNs, SQS records). Default us-east-1.
 	Region string
 	// Logger receives the runner's own events (environments started, crashed, timed out;

@@ -2,7 +2,8 @@
 // replica per region (local/dynamo) and fauxqs for SNS and SQS, the edge port that routes
 // SDK calls to them by service and region, the resources of infra/topology provisioned
 // through SDK calls, and the functions' real bootstrap binaries under the Lambda runner,
-// fed by their queues. `make local` starts every site of cdk.json with StartStack; the
+// fed by their queues, or (the lifecycle function) by the table's stream: the region's
+// replica's change feed. `make local` starts every site of cdk.json with StartStack; the
 // end-to-end tests start one with Start.
 package site
 
@@ -66,8 +67,8 @@ type Options struct {
 	Logger *slog.Logger
 	// StartTimeout bounds each emulator's start. Default 60 s.
 	StartTimeout time.Duration
-	// TTLDelay: see StackOptions. Default 1 min.
-	TTLDelay time.Duration
+	// TTLDelay and TTLPeriod: see StackOptions. Defaults 1 min and 10 s.
+	TTLDelay, TTLPeriod time.Duration
 	// WithoutAWSRules: see StackOptions. Default false: the edge holds SQS's and SNS's
 	// rules, as AWS does.
 	WithoutAWSRules bool
@@ -115,7 +116,7 @@ func Start(ctx context.Context, o Options) (*Site, error) {
 	st, err := StartStack(ctx, StackOptions{
 		Sites: []topology.Site{{Name: o.Name, Region: o.Region, Primary: true, Settings: o.Settings}},
 		Table: o.Table, EdgePort: o.EdgePort, Dir: o.Dir, RunDir: o.RunDir, FunctionOutput: o.FunctionOutput,
-		FunctionEnv: o.FunctionEnv, Logger: o.Logger, StartTimeout: o.StartTimeout, TTLDelay: o.TTLDelay,
+		FunctionEnv: o.FunctionEnv, Logger: o.Logger, StartTimeout: o.StartTimeout, TTLDelay: o.TTLDelay, TTLPeriod: o.TTLPeriod,
 		WithoutAWSRules: o.WithoutAWSRules, SealValues: o.SealValues,
 	})
 	if err != nil {
@@ -157,7 +158,7 @@ func (st *Stack) startSite(ctx context.Context, topo topology.Topology, bootstra
 	if o.FunctionOutput != nil {
 		out = io.MultiWriter(st.logFile, s.Metrics, o.FunctionOutput)
 	}
-	s.Runner = lambdarunner.New(lambdarunner.Config{SQS: sq, Region: region, Logger: o.Logger.With("site", topo.Site.Name)})
+	s.Runner = lambdarunner.New(lambdarunner.Config{SQS: sq, DynamoDB: s.DynamoDBClient(), Region: region, Logger: o.Logger.With("site", topo.Site.Name)})
 	for _, f := range topo.Functions {
 		fn, err := s.Runner.Start(ctx, lambdarunner.Function{
 			Name: f.Name, Bootstrap: bootstraps[f.ID], Env: s.functionEnv(f), Timeout: f.Timeout,
@@ -168,6 +169,20 @@ func (st *Stack) startSite(ctx context.Context, topo topology.Topology, bootstra
 			return nil, fmt.Errorf("function %s: %w", f.ID, err)
 		}
 		s.Functions[f.ID] = fn
+		if src := f.Stream; src != nil {
+			// The table's stream in the site's region: its replica's change feed, replicated
+			// changes included, as a global table's stream has them.
+			if err := fn.MapStream(ctx, lambdarunner.StreamMapping{
+				Feed: s.Replica, Table: s.Outputs.Table, StartingPosition: src.StartingPosition,
+				BatchSize: f.BatchSize, BatchingWindow: f.BatchingWindow, RetryAttempts: src.RetryAttempts,
+				MaxRecordAge: src.MaxRecordAge, BisectOnError: src.BisectOnError, ReportBatchItemFailures: true,
+				OnFailureQueueURL: s.Outputs.QueueURLs[src.OnFailure],
+			}); err != nil {
+				s.stopFunctions()
+				return nil, fmt.Errorf("function %s: stream event source mapping: %w", f.ID, err)
+			}
+			continue
+		}
 		if err := fn.MapSQS(ctx, lambdarunner.SQSMapping{
 			QueueURL: s.Outputs.QueueURLs[f.Queue], QueueARN: s.Outputs.QueueARNs[f.Queue],
 			BatchSize: f.BatchSize, BatchingWindow: f.BatchingWindow, MaxConcurrency: f.MaxConcurrency,
@@ -240,11 +255,25 @@ func (s *Site) Env() []string {
 			m[k] = v
 		}
 	}
+	m[topology.NoticeTopicsEnvVar] = strings.Join(s.NoticeTopicARNs(), ",")
 	lines := make([]string, 0, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		lines = append(lines, k+"="+m[k])
 	}
 	return lines
+}
+
+// NoticeTopicARNs are the notice topics of every site of the stack (the topology's
+// Peers, this site's first), as provisioned: what SESSIONHA_NOTICE_TOPIC_ARNS lists, and
+// an instance subscribes its queue to.
+func (s *Site) NoticeTopicARNs() []string {
+	var arns []string
+	for _, p := range s.Topology.Peers {
+		if ps := s.Stack.Site(p.Site); ps != nil {
+			arns = append(arns, ps.Outputs.TopicARNs[topology.TopicNotice])
+		}
+	}
+	return arns
 }
 
 // WriteEnv writes Env to path (mode 0600), replacing it atomically.

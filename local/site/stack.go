@@ -61,7 +61,7 @@ type StackOptions struct {
 	// WithoutAWSRules turns off the AWS rules of SQS and SNS that the edge holds and
 	// fauxqs lacks (edge.Gateway.EnforceAWSRules: a queue's name reusable only 60 s after
 	// its deletion, one purge per 60 s, messages of the 60 s after a purge eaten, message
-	// sizes). Default false: the rules hold, as on AWS, so that code which breaks them
+	// sizes, SNS calls about a topic only in the topic's region). Default false: the rules hold, as on AWS, so that code which breaks them
 	// fails here first. A test may still switch them with Stack.Edge.EnforceAWSRules.
 	WithoutAWSRules bool
 	// SealValues puts the run's seal key in every site's Env (SealEnv), so that clients
@@ -136,17 +136,15 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	topos := make([]topology.Topology, len(o.Sites))
+	// What `cdk deploy` renders: every site knowing every site's notice topic, to which
+	// its instances subscribe (cross-region where the sites' regions differ; fauxqs
+	// delivers across regions, and the edge holds SNS to the topic's region).
+	topos, err := topology.ForDeployment(o.Sites, o.Table)
+	if err != nil {
+		return nil, err
+	}
 	var regions []string
-	for i, s := range o.Sites {
-		if topos[i], err = topology.For(s, o.Table); err != nil {
-			return nil, err
-		}
-		for _, t := range topos[:i] {
-			if t.Site.Name == s.Name {
-				return nil, fmt.Errorf("site %q is listed twice", s.Name)
-			}
-		}
+	for _, s := range o.Sites {
 		if !slices.Contains(regions, s.Region) {
 			regions = append(regions, s.Region)
 		}

@@ -44,8 +44,10 @@ func TestMain(m *testing.M) { os.Exit(benchMain(m)) }
 
 func benchMain(m *testing.M) int {
 	flag.Parse()
-	if !*enabled {
-		return m.Run() // compiled and vetted by make test; TestBench skips
+	if !*enabled || *onlyCross {
+		// compiled and vetted by make test, where TestBench skips; with only-cross the
+		// cross-region part starts a stack of its own
+		return m.Run()
 	}
 	tmp, err := os.MkdirTemp("", "sessionha-bench-")
 	if err != nil {
@@ -102,6 +104,14 @@ func TestBench(t *testing.T) {
 		t.Skip("a benchmark: run it with make bench (go test ./test/bench -sessionha.bench)")
 	}
 	began := time.Now()
+	if *onlyCross {
+		r := &report{Cross: crossRegion(t, *latConc)}
+		for _, x := range r.crossRows() {
+			t.Log(strings.Join(x[:], " | "))
+		}
+		t.Log("\n" + r.crossMarkdown())
+		return
+	}
 	prices, err := loadPrices()
 	if err != nil {
 		t.Fatal(err)
@@ -133,6 +143,8 @@ func TestBench(t *testing.T) {
 	r.Costs, r.Prices = b.costs(*costN), prices
 	r.Cold = b.coldStarts(*colds)
 	r.Sizes = b.bootstrapSizes()
+	// Last: a stack of its own, so that it does not slow the figures above.
+	r.Cross = crossRegion(t, *latConc)
 	r.Took = time.Since(began)
 
 	md := r.markdown()
@@ -142,6 +154,9 @@ func TestBench(t *testing.T) {
 	t.Logf("wrote %s in %s", *outPath, r.Took.Round(time.Second))
 	if *readme != "" {
 		if err := updateReadme(*readme, r.table()); err != nil {
+			t.Error(err)
+		}
+		if err := replaceBetween(*readme, lossBegin, lossEnd, r.lossSentence()); err != nil {
 			t.Error(err)
 		}
 	}

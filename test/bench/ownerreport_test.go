@@ -41,7 +41,7 @@ the write's own time, since the notice goes first.
 
 %d saves of each kind, %d at once, interleaved on sessions instance A owns: the publish-only
 Save (web-method) returns once SNS took the change; SaveApplied (SaveWait applied, per store or
-per call) then reads the item (strongly consistent GetItem, first after 5 ms, then backing off
+per call) then reads the item (strongly consistent BatchGetItem of it and its logout item, first after 5 ms, then backing off
 to 50 ms) until its version is the change's or newer.
 
 | | p50 | p90 | p99 |

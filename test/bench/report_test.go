@@ -85,7 +85,8 @@ type report struct {
 	Peer                 peerResult
 	Costs                []action
 	Prices               priceTable
-	Seal                 sealResult // seal_test.go
+	Seal                 sealResult  // seal_test.go
+	Cross                crossResult // two sites in two regions, a stack of their own (crossregion_test.go)
 }
 
 // cost is the sessionha and direct-store dollars per million of the named action.
@@ -122,7 +123,7 @@ func (r *report) peerRows() []row {
 			"≤ 0.1 × scs Find p99, with zero AWS calls", verdict(float64(o99) <= 0.1*float64(f99) && ownedCalls == 0)},
 		{fmt.Sprintf("… p50, by %d", p.Owned.Conc), ms(p.Owned.Lat.pct(50)), "scs Find p50 " + ms(p.FindWithOwned.Lat.pct(50)),
 			ratio(float64(p.Owned.Lat.pct(50)), float64(p.FindWithOwned.Lat.pct(50))), "-", "-"},
-		{fmt.Sprintf("failover Load p99 (direct: a consistent GetItem), by %d", p.Failover.Conc), ms(p.Failover.Lat.pct(99)),
+		{fmt.Sprintf("failover Load p99 (direct: a consistent BatchGetItem of the item and its logout item), by %d", p.Failover.Conc), ms(p.Failover.Lat.pct(99)),
 			"scs Find p99 " + ms(p.FindWithFail.Lat.pct(99)), ratio(float64(p.Failover.Lat.pct(99)), float64(p.FindWithFail.Lat.pct(99))), "-", "-"},
 		{fmt.Sprintf("Save p99 (web-method: returns once published), by %d", p.Save.Conc), ms(p.Save.Lat.pct(99)),
 			"scs Commit p99 " + ms(p.Commit.Lat.pct(99)), ratio(float64(p.Save.Lat.pct(99)), float64(p.Commit.Lat.pct(99))), "-", "-"},
@@ -237,6 +238,7 @@ func (r *report) rows() []row {
 	)
 	rows = append(rows, r.peerRows()...)
 	rows = append(rows, r.sealRows()...)
+	rows = append(rows, r.crossRows()...)
 	for _, s := range r.Sizes {
 		rows = append(rows, row{"bootstrap size, " + s.Function + " (linux/arm64, -s -w, -trimpath, lambda.norpc)",
 			fmt.Sprintf("%.2f MB (%d bytes)", float64(s.Bytes)/1e6, s.Bytes), "-", "-", "< 8 MB", verdict(s.Bytes < 8e6)})
@@ -306,13 +308,15 @@ store underneath, not what AWS would do.
   Raw and pipeline runs alternate, %d rounds, so that both meet the machine's load as it comes
   and goes. Each applied create costs the pipeline an SNS publish, the SQS fan-out, a share of a
   ReceiveMessage, of an invocation and of a DeleteMessageBatch, and one conditional PutItem (a
-  save, a delta or a destroy also reads the item first: read-merge-conditional-put).
+  save, a delta or a destroy also reads the item and its logout item first, in one
+  BatchGetItem: read-merge-conditional-put; a destroy writes its logout item too).
 - **Direct failover read**: %d Loads by a second client instance that never held the sessions,
-  %d at once (a consistent GetItem, unmarshal, expiry check, copy), interleaved with the baseline,
+  %d at once (a consistent BatchGetItem of the item and its logout item, unmarshal, expiry and
+  logout check, copy), interleaved with the baseline,
   a consistent GetItem of a raw reference item: each sample does one of each.
 - **Bus failover read**: %d Loads (every third sample of the same interleaved run), by a third
   instance with ReadPath bus that never held the sessions: a query on the query topic,
-  sessionquery's consistent GetItem and its answer on the reply topic, routed to the instance's
+  sessionquery's consistent BatchGetItem and its answer on the reply topic, routed to the instance's
   own queue by a filter policy. An answer that does not come within MaxWait (5 s) counts with
   its 5 s.
 - **Visibility lag**: %d sessions, %d at once: instance A creates (publish), instance B calls
@@ -334,6 +338,7 @@ store underneath, not what AWS would do.
 
 	b.WriteString(r.ownerSections())
 	b.WriteString(r.sealSection())
+	b.WriteString(r.crossMarkdown())
 	b.WriteString("## Where the CPU went\n\n")
 	fmt.Fprintf(&b, "CPU time per process during the pipeline run (%s of wall time) and during the raw PutItem throughput run (%s), on %d cores. Per session: the CPU a component spent divided by the sessions (or items) of the run.\n\n",
 		r.CPU.Wall.Round(time.Millisecond), r.RawCPU.Wall.Round(time.Millisecond), m.Cores)

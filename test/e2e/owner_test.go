@@ -19,7 +19,7 @@ import (
 )
 
 // calls counts the AWS calls made through one SDK configuration, by service and
-// operation ("DynamoDB.GetItem"), with an SDK middleware.
+// operation ("DynamoDB.BatchGetItem"), with an SDK middleware.
 type calls struct {
 	mu sync.Mutex
 	m  map[string]int
@@ -154,15 +154,16 @@ func TestOwnershipMovesOnFailover(t *testing.T) {
 	if st := a.Stats(); st.Superseded == 0 {
 		t.Fatalf("A read B's copy without a superseded notice: %+v", st)
 	}
-	if got := callsA.take(); got["DynamoDB.GetItem"] == 0 {
+	if got := callsA.take(); got["DynamoDB.BatchGetItem"] == 0 {
 		t.Fatalf("A's Loads after the takeover made no read: %v", got)
 	}
 	// A no longer owns it: every Load reads.
 	if _, err := a.Load(ctx, s.ID()); err != nil {
 		t.Fatal(err)
 	}
-	if got := callsA.take(); got["DynamoDB.GetItem"] != 1 {
-		t.Fatalf("a Load of a session A no longer owns made calls %v, want one GetItem", got)
+	// One read: the session item and its logout item in one BatchGetItem.
+	if got := callsA.take(); got["DynamoDB.BatchGetItem"] != 1 {
+		t.Fatalf("a Load of a session A no longer owns made calls %v, want one BatchGetItem", got)
 	}
 
 	// A takes it back: B learns it the same way.
@@ -309,8 +310,8 @@ func TestOwnerReadsStopWhileDegraded(t *testing.T) {
 	if _, err := a.Load(ctx, s.ID()); err != nil {
 		t.Fatal(err)
 	}
-	if got := n.take(); got["DynamoDB.GetItem"] != 1 {
-		t.Fatalf("a degraded owner's Load made calls %v, want one GetItem", got)
+	if got := n.take(); got["DynamoDB.BatchGetItem"] != 1 {
+		t.Fatalf("a degraded owner's Load made calls %v, want one BatchGetItem", got)
 	}
 }
 
@@ -332,7 +333,7 @@ func TestOwnerReadsStopWhileItsQueueIsOutOfReach(t *testing.T) {
 			return false, err.Error()
 		}
 		got := n.take()
-		return got["DynamoDB.GetItem"] == 1, fmt.Sprint(got)
+		return got["DynamoDB.BatchGetItem"] == 1, fmt.Sprint(got)
 	}
 	if ok, got := loadReads(); ok {
 		t.Fatalf("the owner read the table with its queue in reach: %s", got)

@@ -43,7 +43,12 @@ const maxLife = 3 * time.Hour
 //     than Budget attributes, as the client bounds the registers it causes;
 //   - sometimes a laggard, 1-10 minutes behind, that still serves the session at T1 and
 //     saves it; sometimes a destroy at the end, carrying the latest deadline its writer
-//     knows (the newest op's created + max life) or, one in four, an upper bound.
+//     knows (the newest op's created + max life) or, one in four, an upper bound, and its
+//     reason; one in three of those a second destroy, by another writer, for another
+//     reason;
+//   - after half the other destroys, saves or deltas by the other writer, which has not
+//     heard of the logout (another region's instance, before the logout reaches it or cut
+//     off by a split): seconds later, or at T1.
 //
 // Nothing a history makes is over at T0: every deadline is at least minutes ahead.
 func Generate(rng *rand.Rand, key string, w World) History {
@@ -187,7 +192,31 @@ func Generate(rng *rand.Rand, key string, w World) History {
 		if rng.IntN(4) == 0 {
 			until = clock(wr, at) + maxLife.Milliseconds() // knows nothing of the session: the bound
 		}
-		add(record.Op{Kind: record.Destroy, Key: key, Version: nextVer(wr), Until: until}, straggler)
+		seen := viewDeadline(h.Ops) // before the destroy, which has no session
+		add(record.Op{Kind: record.Destroy, Key: key, Version: nextVer(wr), Until: until, Reason: "logout", Site: "site-" + wr}, straggler)
+		other := map[string]string{"primary": "failover", "failover": "primary", "laggard": "primary"}[wr]
+		switch {
+		case rng.IntN(3) == 0:
+			// Another instance destroys it too, for another reason (an operator's revoke
+			// racing the logout): the tombstone must tell the same one whatever the order.
+			add(record.Op{Kind: record.Destroy, Key: key, Version: nextVer(other), Until: until, Reason: "revoked", Site: "site-" + other}, straggler)
+		case !straggler && rng.IntN(2) == 0:
+			// Another instance, which has not heard of the logout, keeps using the session
+			// after it: another region's, while the logout's notice and replication are on
+			// their way, or cut off by a split. A few seconds after the logout, or at T1, a
+			// split having lasted past the grace (if its clock says the session is still
+			// alive: a client does not save a session it sees expired).
+			for range 1 + rng.IntN(2) {
+				late := rng.IntN(2) == 0
+				when := at.Add(time.Duration(500+rng.IntN(5000)) * time.Millisecond)
+				if late {
+					when = w.T1.Add(-time.Duration(rng.IntN(30000)) * time.Millisecond)
+				}
+				if clock(other, when) < seen {
+					op(other, when, late)
+				}
+			}
+		}
 	}
 	h.DeltaWriters = len(deltaWriters)
 	return h
@@ -219,8 +248,8 @@ const maxLate = 5
 // late are delivered late.
 func Deliveries(rng *rand.Rand, h History) []Delivery {
 	scenario := rng.IntN(20)
-	destroyFirst := scenario >= 17 && scenario < 19 && slices.ContainsFunc(h.Ops, func(op record.Op) bool { return op.Kind == record.Destroy }) &&
-		!h.MadeLate[len(h.Ops)-1]
+	d := slices.IndexFunc(h.Ops, func(op record.Op) bool { return op.Kind == record.Destroy })
+	destroyFirst := scenario >= 17 && scenario < 19 && d >= 0 && !h.MadeLate[d]
 	var out []Delivery
 	lateCount := 0
 	for i, op := range h.Ops {
@@ -273,7 +302,7 @@ func Describe(h History, ds []Delivery) string {
 			fmt.Fprintf(&b, " set=%s remove=%v", fmtAttrs(op.Set), op.Remove)
 		}
 		if op.Kind == record.Destroy {
-			fmt.Fprintf(&b, " until=%d", op.Until)
+			fmt.Fprintf(&b, " until=%d reason=%s", op.Until, op.Reason)
 		}
 		var on, late int
 		for _, d := range ds {

@@ -32,6 +32,9 @@ type World struct {
 // State is what a reader sees of a session (or what the model says it must see).
 type State struct {
 	Destroyed bool
+	// Reason is what a tombstone that must still be stored tells of its end: the reason
+	// of the destroy of the lowest version the store took, whatever order they came in.
+	Reason string
 	// KeepTombstone: the tombstone must still be stored (an op of the session could still
 	// be valid, or the destroy said so); otherwise it may be gone.
 	KeepTombstone bool
@@ -45,7 +48,7 @@ type State struct {
 
 func (s State) String() string {
 	if s.Destroyed {
-		return fmt.Sprintf("destroyed (tombstone must stay: %v)", s.KeepTombstone)
+		return fmt.Sprintf("destroyed %q (tombstone must stay: %v)", s.Reason, s.KeepTombstone)
 	}
 	if !s.Readable {
 		return "not readable"
@@ -67,7 +70,7 @@ func Observe(it *record.Item, now time.Time) State {
 		return State{}
 	}
 	if it.State == record.Destroyed {
-		return State{Destroyed: true}
+		return State{Destroyed: true, Reason: it.Reason}
 	}
 	if !it.Readable(now) {
 		return State{}
@@ -79,8 +82,10 @@ func Observe(it *record.Item, now time.Time) State {
 // Matches reports whether a reader's observation got is what want allows.
 func Matches(got, want State) bool {
 	switch {
+	case want.Destroyed && want.KeepTombstone:
+		return got.Destroyed && got.Reason == want.Reason
 	case want.Destroyed:
-		return got.Destroyed || (!want.KeepTombstone && !got.Readable)
+		return got.Destroyed || !got.Readable
 	case got.Destroyed || got.Readable != want.Readable:
 		return false
 	case !want.Readable:
@@ -115,7 +120,8 @@ type Delivery struct {
 //     brings it back; an op on a session the store does not know, already past its own
 //     deadline, leaves nothing;
 //   - a tombstone stays while any op of its session could still be valid, and as long as
-//     its destroy asked (until).
+//     its destroy asked (until); it tells the reason of the destroy of the lowest version
+//     the store took.
 //
 // Phase 1 is applied at T0, where no session of the generator can be over, so its
 // deliveries commute; phase 2 at T1, where the order of the late deliveries can decide
@@ -125,7 +131,8 @@ type Delivery struct {
 // model is the store's state of one session as the model sees it.
 type model struct {
 	destroyed bool
-	taken     []taken // deliveries the store took, in the order it took them
+	destroy   *record.Op // of the destroys taken, the one of the lowest version
+	taken     []taken    // deliveries the store took, in the order it took them
 }
 
 type taken struct {
@@ -200,9 +207,12 @@ func ownDeadline(s *record.Item) int64 {
 // take applies one delivery at the functions' time at (unix ms) by the rules.
 func (m *model) take(op *record.Op, at int64, w World) {
 	switch {
-	case m.destroyed:
 	case op.Kind == record.Destroy:
+		if m.destroy == nil || op.Version < m.destroy.Version {
+			m.destroy = op
+		}
 		m.destroyed, m.taken = true, nil
+	case m.destroyed:
 	case len(m.taken) == 0:
 		// Nothing stored: the op alone makes the session, unless it is already over.
 		alone := model{taken: []taken{{op, at}}}
@@ -219,15 +229,7 @@ func (m *model) take(op *record.Op, at int64, w World) {
 // state is what a reader must see at now.
 func (m *model) state(h History, now time.Time, w World) State {
 	if m.destroyed {
-		keep := int64(0)
-		for _, op := range h.Ops {
-			if op.Kind == record.Destroy {
-				keep = max(keep, op.Until)
-			} else {
-				keep = max(keep, ownDeadline(op.Session))
-			}
-		}
-		return State{Destroyed: true, KeepTombstone: now.UnixMilli() < keep}
+		return State{Destroyed: true, KeepTombstone: now.UnixMilli() < TombstoneKeep(h), Reason: m.destroy.Reason}
 	}
 	f := m.facts(w)
 	if !f.snapshot || now.UnixMilli() >= f.deadline() {
@@ -235,6 +237,20 @@ func (m *model) state(h History, now time.Time, w World) State {
 	}
 	return State{Readable: true, Attrs: f.attrs, LastAccess: f.lastAccess, Created: f.created,
 		MaxIdle: f.maxIdle, MaxLife: f.maxLife, Principal: f.principal, Group: f.group}
+}
+
+// TombstoneKeep is until when (unix ms) a destroyed session's tombstone must stay: while
+// any op of the session could still be valid, and as long as its destroys asked.
+func TombstoneKeep(h History) int64 {
+	keep := int64(0)
+	for _, op := range h.Ops {
+		if op.Kind == record.Destroy {
+			keep = max(keep, op.Until)
+		} else {
+			keep = max(keep, ownDeadline(op.Session))
+		}
+	}
+	return keep
 }
 
 // Expect is what the model says of a session after each phase.
@@ -265,7 +281,7 @@ func Model(h History, ds []Delivery, w World) Expect {
 	e := Expect{Phase1: m.state(h, w.T0, w), Whole: true}
 	seen := map[string]bool{}
 	permute(late, func(order []int) {
-		c := model{destroyed: m.destroyed, taken: slices.Clone(m.taken)}
+		c := model{destroyed: m.destroyed, destroy: m.destroy, taken: slices.Clone(m.taken)}
 		for _, i := range order {
 			c.take(&h.Ops[ds[i].Op], t1, w)
 		}

@@ -346,8 +346,12 @@ func TestGetAndDestroy(t *testing.T) {
 	if _, err := b.Load(context.Background(), id); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("another instance loads the destroyed session: %v", err)
 	}
-	r = ctl(t, "get", id)
-	expect(t, r, 0, "destroyed (a tombstone: final)", "tombstone kept until")
+	// The destroy's logout item is written first, then its tombstone.
+	eventually(t, "get shows the logout item and the tombstone", func() (bool, string) {
+		r = ctl(t, "get", id)
+		return r.code == 0 && strings.Contains(r.stdout, "tombstone kept until"), r.String()
+	})
+	expect(t, r, 0, "logged out (its logout item: final", "logout item kept until", "session item", "destroyed (a tombstone: final)")
 	if strings.Contains(r.stdout, "gina") {
 		t.Errorf("a tombstone shows the principal:\n%s", r)
 	}
@@ -580,7 +584,7 @@ func TestClearStoreRefusesWhileOpsQueued(t *testing.T) {
 		t.Fatalf("a refused clear-store left %d of 2 items", n)
 	}
 	r = ctl(t, "clear-store", "--cluster", clr, "--wait", "1m")
-	expect(t, r, 0, "deleted 3 items of cluster "+clr) // the two sessions and the delayed destroy's tombstone
+	expect(t, r, 0, "deleted 4 items of cluster "+clr) // the two sessions, the delayed destroy's logout item and tombstone
 }
 
 // statsRow parses the last report of stats: column name -> value.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +21,8 @@ func init() {
 Finds the site's instance queues (sessionha-SITE-reply-*, SITE from SESSIONHA_SITE)
 whose instance has not been seen alive for longer than --older-than, and with --yes
 deletes them, each after removing its subscriptions to the reply and notice topics
-(SESSIONHA_REPLY_TOPIC_ARN, SESSIONHA_NOTICE_TOPIC_ARN). Without --yes it is a dry run:
+(SESSIONHA_REPLY_TOPIC_ARN, SESSIONHA_NOTICE_TOPIC_ARN, and every site's notice topic
+listed in SESSIONHA_NOTICE_TOPIC_ARNS). Without --yes it is a dry run:
 it lists what it would delete and deletes nothing.
 
 Each auth server instance that reads over the bus or takes destroy notices has a queue
@@ -62,6 +65,16 @@ func (a *app) sweepQueues(ctx context.Context, olderThan time.Duration, yes bool
 			return fmt.Errorf("%s is not set (the subscriptions to remove with the queues are on it): %s", v, configHint)
 		}
 		topics = append(topics, t)
+	}
+	// Every site's notice topic, to which the instance queues are subscribed too (each
+	// is asked in its own region).
+	for t := range strings.SplitSeq(env("SESSIONHA_NOTICE_TOPIC_ARNS"), ",") {
+		if t = strings.TrimSpace(t); t != "" && !slices.Contains(topics, t) {
+			topics = append(topics, t)
+		}
+	}
+	if t := env("SESSIONHA_LIFECYCLE_TOPIC_ARN"); t != "" && !slices.Contains(topics, t) {
+		topics = append(topics, t) // instances subscribe to it too, where the site has one
 	}
 	c, err := newClients(ctx)
 	if err != nil {

@@ -25,9 +25,11 @@ func init() {
 		help: `
 Shows what the table holds for a session: its state (active, expired, destroyed, or
 pending: changes whose create has not arrived), principal, SSO group, created, last
-access, expiry, origin site, last writer, and its attributes' names and sizes. It reads
-the table directly (a strongly consistent read), so it shows expired and destroyed
-sessions too, which no client read returns.
+access, expiry, origin site, last writer, and its attributes' names and sizes; and its
+logout item, if it has one (a logout is final whatever the session item says: another
+region's save may have overwritten the tombstone, last writer winning). It reads the
+table directly (a strongly consistent read of both items), so it shows expired and
+destroyed sessions too, which no client read returns.
 
 The id is never printed. Attribute values are printed only with --values (quoted as Go
 strings; they may be secrets). A sealed value shows the id of the key that sealed it;
@@ -156,28 +158,42 @@ func (a *app) get(ctx context.Context, id, cluster string, values bool) error {
 		return err
 	}
 	tb := &record.Table{DB: c.dynamodb(), Name: table}
-	it, err := tb.Get(ctx, record.Key(cluster, events.HashID(id)))
+	stored, err := tb.Read(ctx, record.Key(cluster, events.HashID(id)))
 	if err != nil {
 		return explain(err, "get")
 	}
-	if it == nil {
+	it := stored.Session
+	if it == nil && stored.Logout == nil {
 		return fmt.Errorf("get: table %s has no session with this id in cluster %s (never stored there, or deleted by TTL since)", table, cluster)
 	}
 	now := a.now()
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\n", k, v) }
-	state := string(it.State)
+	state := "none"
 	switch {
+	case it == nil:
 	case it.State == record.Active && !it.Readable(now):
 		state = "expired (no read returns it; TTL deletes it later)"
 	case it.State == record.Pending:
 		state = "pending (changes whose create has not arrived: no read returns it)"
 	case it.State == record.Destroyed:
 		state = "destroyed (a tombstone: final)"
+	default:
+		state = string(it.State)
 	}
 	row("cluster", cluster)
-	row("state", state)
+	if lo := stored.Logout; lo != nil {
+		row("state", "logged out (its logout item: final, whatever the session item says)")
+		row("logout item kept until", stamp(time.Unix(lo.ExpiresAt, 0), now))
+		row("logout version", lo.Version)
+		row("session item", state)
+		if it == nil {
+			return nil
+		}
+	} else {
+		row("state", state)
+	}
 	if it.State == record.Destroyed {
 		row("tombstone kept until", stamp(time.Unix(it.ExpiresAt, 0), now))
 		row("version", it.Version)

@@ -47,14 +47,16 @@ regional one, fit for LocalStack or a test account.`,
 		name: "clear-store", args: "--cluster NAME [--yes] [--wait D]",
 		summary: "delete every session of one cluster",
 		help: `
-Deletes every item of cluster NAME from the session table (sessions and tombstones),
-and nothing of any other cluster, like Sun ONE's clear-session-store. It scans the table
-for keys that start with "NAME#" and deletes them in batches, with a progress bar on a
-terminal, then prints how many it deleted.
+Deletes every item of cluster NAME from the session table (sessions, tombstones and
+logout items), and nothing of any other cluster, like Sun ONE's clear-session-store. It
+scans the table for keys that start with "NAME#" (a logout item's key is its session's
+and "#logout") and deletes them in batches, with a progress bar on a terminal, then
+prints how many it deleted. With sites in several regions, the deletes reach the other
+regions' replicas by replication, like any write.
 
-A tombstone is what keeps a logged-out session out for good: an op of the session still
-on its way (in the ops queue, or in its dead-letter queue waiting for a redrive) would
-bring the session back once its tombstone is gone. So clear-store first waits up to
+A tombstone and a logout item are what keep a logged-out session out for good: an op of
+the session still on its way (in the ops queue, or in its dead-letter queue waiting for a
+redrive) would bring the session back once they are gone. So clear-store first waits up to
 --wait for the site's ops queue to be empty, and refuses (exit status 1, nothing
 deleted) while it is not, or while the ops dead-letter queue holds an op of the cluster
 (see sessionctl dlq list; redrive or purge it first). Messages that can never apply do

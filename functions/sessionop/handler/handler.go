@@ -250,7 +250,9 @@ func ToRecordOp(op *events.SessionOp) record.Op {
 		r.Kind = record.Delta
 		r.Set, r.Remove = op.Set, op.Remove
 	case events.OpDestroy:
-		r.Kind, r.Until = record.Destroy, op.Until
+		// The tombstone keeps why and where from: the table's stream tells the lifecycle
+		// function (functions/lifecycle) how the session ended.
+		r.Kind, r.Until, r.Reason, r.Site = record.Destroy, op.Until, op.Reason, op.Site
 		return r
 	}
 	s := op.Session

@@ -310,7 +310,7 @@ func TestStaleDuplicateAndDestroy(t *testing.T) {
 	save.Session = &events.Session{Principal: "alice", Created: create.Session.Created, LastAccess: create.Session.LastAccess + 1000,
 		MaxIdle: 600, MaxLife: 3600, Attrs: map[string][]byte{"a": []byte("2")}}
 	destroy := events.SessionOp{V: 1, Op: events.OpDestroy, Cluster: "default", ID: create.ID,
-		Version: fmt.Sprintf("%016x", 150<<16), Writer: "w2", Site: "test", At: create.At}
+		Version: fmt.Sprintf("%016x", 150<<16), Writer: "w2", Site: "test", At: create.At, Reason: "session-cap"}
 	newer := save
 	newer.Version = fmt.Sprintf("%016x", 900<<16)
 
@@ -336,6 +336,10 @@ func TestStaleDuplicateAndDestroy(t *testing.T) {
 	it := get(t, create)
 	if it.State != record.Destroyed || it.Readable(time.Now()) {
 		t.Fatalf("ops after a destroy revived the session: %+v", it)
+	}
+	// The tombstone tells how the session ended, for the table's stream.
+	if it.Reason != "session-cap" || it.Writer != "w2" || it.Site != "test" {
+		t.Errorf("tombstone says %q by %q of %q, want the destroy's session-cap by w2 of test", it.Reason, it.Writer, it.Site)
 	}
 	// Destroyed counts the destroys applied: one, not its duplicate (one EMF line per batch).
 	var destroyed, applied float64

@@ -1,8 +1,10 @@
 // Package handler answers failover queries: for each query on the query queue it reads
-// the session with a strongly consistent read and publishes the answer on the reply
-// topic, with the message attribute "requester" that routes it to the asking instance's
-// own queue. This is the old products' failover read (a request topic, a response topic,
-// a bounded wait), for auth servers that may not read the table themselves.
+// the session with a strongly consistent read (its item and its logout item, in one
+// BatchGetItem: a logout item is final, whatever the session item says; see
+// internal/record) and publishes the answer on the reply topic, with the message
+// attribute "requester" that routes it to the asking instance's own queue. This is the
+// old products' failover read (a request topic, a response topic, a bounded wait), for
+// auth servers that may not read the table themselves.
 //
 // A query is worth something only while its client waits (MaxWait, 5 s by default), so
 // failures are handled for that (internal/batch does the work): a query that can never

@@ -121,6 +121,13 @@ func TestAnswers(t *testing.T) {
 	put(record.Create, "gone", nil)
 	put(record.Destroy, "gone", nil)
 	put(record.Delta, "orphan", map[string][]byte{"cart": []byte("x")})
+	// Logged out in another region: its logout item has come by replication, its session
+	// item here is still live (or another region's save won over the tombstone).
+	put(record.Create, "elsewhere", map[string][]byte{"cart": []byte("y")})
+	if _, err := tbl.WriteLogout(ctx, record.Op{Kind: record.Destroy, Key: record.Key("default", events.HashID("elsewhere")),
+		Version: record.Version(fmt.Sprintf("%016x", uint64(now)<<16+1), "v")}); err != nil {
+		t.Fatal(err)
+	}
 
 	logs := &bytes.Buffer{}
 	src, dlq := queuePair(t)
@@ -139,6 +146,7 @@ func TestAnswers(t *testing.T) {
 	resp, err := h.Handle(ctx, lambdaevents.SQSEvent{Records: []lambdaevents.SQSMessage{
 		query("live", "auth-a", "r1"), query("gone", "auth-a", "r2"), query("never", "auth-a", "r3"),
 		query("orphan", "auth-a", "r4"), {MessageId: "poison", Body: `{"v":1}`}, query("live", "auth-b", "r5"),
+		query("elsewhere", "auth-a", "r6"),
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +173,8 @@ func TestAnswers(t *testing.T) {
 	if r := got["r1"]; r == nil || r.Status != events.ReplyFound || string(r.Session.Attrs["cart"]) != "book" || r.Session.Principal != "alice" {
 		t.Errorf("live session: %+v", r)
 	}
-	for req, want := range map[string]events.ReplyStatus{"r2": events.ReplyDestroyed, "r3": events.ReplyMissing, "r4": events.ReplyMissing} {
+	for req, want := range map[string]events.ReplyStatus{"r2": events.ReplyDestroyed, "r3": events.ReplyMissing, "r4": events.ReplyMissing,
+		"r6": events.ReplyDestroyed} {
 		if r := got[req]; r == nil || r.Status != want || r.Session != nil {
 			t.Errorf("%s: %+v, want %s without a session", req, r, want)
 		}

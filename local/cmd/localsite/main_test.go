@@ -136,7 +136,7 @@ func TestUpClientStop(t *testing.T) {
 	env := parseEnvFile(t, envPath)
 	for _, k := range []string{
 		"SESSIONHA_SITE", "SESSIONHA_CLUSTER", "SESSIONHA_TABLE",
-		"SESSIONHA_OPS_TOPIC_ARN", "SESSIONHA_QUERY_TOPIC_ARN", "SESSIONHA_REPLY_TOPIC_ARN", "SESSIONHA_NOTICE_TOPIC_ARN",
+		"SESSIONHA_OPS_TOPIC_ARN", "SESSIONHA_QUERY_TOPIC_ARN", "SESSIONHA_REPLY_TOPIC_ARN", "SESSIONHA_NOTICE_TOPIC_ARN", "SESSIONHA_LIFECYCLE_TOPIC_ARN",
 		"SESSIONHA_PERSISTENCE", "SESSIONHA_FREQUENCY", "SESSIONHA_SCOPE", "SESSIONHA_READ_PATH", "SESSIONHA_MAX_WAIT",
 		"AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL",
 	} {
@@ -170,6 +170,16 @@ func TestUpClientStop(t *testing.T) {
 		t.Errorf("the env files do not turn sealing on with one key for both sites: eu %s=%q %s=%.40q…, us %s=%q",
 			client.EnvSealKMSKeyARN, env[client.EnvSealKMSKeyARN], client.EnvSealKMSKeys, env[client.EnvSealKMSKeys],
 			client.EnvSealKMSKeyARN, usEnv[client.EnvSealKMSKeyARN])
+	}
+	// Every site's notice topic, the file's own site's first: notices cross sites.
+	for _, e := range []map[string]string{env, usEnv} {
+		other := euEnv
+		if e["SESSIONHA_SITE"] == "eu" {
+			other = usEnv
+		}
+		if want := e["SESSIONHA_NOTICE_TOPIC_ARN"] + "," + other["SESSIONHA_NOTICE_TOPIC_ARN"]; e["SESSIONHA_NOTICE_TOPIC_ARNS"] != want {
+			t.Errorf("%s.env: SESSIONHA_NOTICE_TOPIC_ARNS=%q, want %q", e["SESSIONHA_SITE"], e["SESSIONHA_NOTICE_TOPIC_ARNS"], want)
+		}
 	}
 	if t.Failed() {
 		t.FailNow()

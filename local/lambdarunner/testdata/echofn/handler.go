@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,6 +66,13 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	}
 	if json.Unmarshal(raw, &probe) == nil && len(probe.Records) > 0 && probe.Records[0].EventSource == "aws:sqs" {
 		return handleSQS(ctx, probe.Records)
+	}
+	if len(probe.Records) > 0 && probe.Records[0].EventSource == "aws:dynamodb" {
+		var ev events.DynamoDBEvent
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			return nil, err
+		}
+		return handleStream(ctx, ev.Records)
 	}
 	var req request
 	if err := json.Unmarshal(raw, &req); err != nil {
@@ -194,4 +202,79 @@ func hide(ctx context.Context, receipt string, secs int32) error {
 		QueueUrl: aws.String(os.Getenv("ECHOFN_QUEUE_URL")), ReceiptHandle: aws.String(receipt), VisibilityTimeout: secs,
 	})
 	return err
+}
+
+// handleStream processes a DynamoDB stream batch. By the attribute "do" of the record's
+// new image (its old image's for a REMOVE): "fail" is reported in batchItemFailures;
+// "failtimes:N" too, the first N times the record comes (counted in ECHOFN_STATE_DIR);
+// "error" fails the whole invocation; "badreport" answers an item without an
+// itemIdentifier. It logs one JSON line per record, with the attribute "v" of its image.
+func handleStream(ctx context.Context, records []events.DynamoDBEventRecord) (any, error) {
+	lc, _ := lambdacontext.FromContext(ctx)
+	var resp events.DynamoDBEventResponse
+	var failBatch, badReport bool
+	for _, r := range records {
+		img := r.Change.NewImage
+		if img == nil {
+			img = r.Change.OldImage
+		}
+		str := func(name string) string {
+			if v, ok := img[name]; ok && v.DataType() == events.DataTypeString {
+				return v.String()
+			}
+			return ""
+		}
+		identity := ""
+		if r.UserIdentity != nil {
+			identity = r.UserIdentity.Type + "/" + r.UserIdentity.PrincipalID
+		}
+		logger.Info("stream-record",
+			"requestId", lc.AwsRequestID,
+			"seq", r.Change.SequenceNumber,
+			"eventName", r.EventName,
+			"eventSource", r.EventSource,
+			"eventSourceARN", r.EventSourceArn,
+			"awsRegion", r.AWSRegion,
+			"identity", identity,
+			"pk", r.Change.Keys["pk"].String(),
+			"hasOld", r.Change.OldImage != nil,
+			"hasNew", r.Change.NewImage != nil,
+			"v", str("v"),
+			"at", r.Change.ApproximateCreationDateTime.Unix(),
+			"viewType", r.Change.StreamViewType,
+			"batchSize", len(records),
+		)
+		do := str("do")
+		switch {
+		case do == "fail":
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.DynamoDBBatchItemFailure{ItemIdentifier: r.Change.SequenceNumber})
+		case strings.HasPrefix(do, "failtimes:"):
+			n, _ := strconv.Atoi(strings.TrimPrefix(do, "failtimes:"))
+			if seenBefore(r.Change.SequenceNumber) <= n {
+				resp.BatchItemFailures = append(resp.BatchItemFailures, events.DynamoDBBatchItemFailure{ItemIdentifier: r.Change.SequenceNumber})
+			}
+		case do == "error":
+			failBatch = true
+		case do == "badreport":
+			badReport = true
+		}
+	}
+	if failBatch {
+		return resp, &echoError{msg: "asked to fail the batch"}
+	}
+	if badReport {
+		return map[string]any{"batchItemFailures": []map[string]any{{"itemIdentifier": ""}}}, nil
+	}
+	return resp, nil
+}
+
+// seenBefore counts how many times a record has come, this time included, in a file of
+// ECHOFN_STATE_DIR (shared by every environment of the function).
+func seenBefore(seq string) int {
+	path := filepath.Join(os.Getenv("ECHOFN_STATE_DIR"), "seen-"+seq)
+	b, _ := os.ReadFile(path)
+	n, _ := strconv.Atoi(string(b))
+	n++
+	_ = os.WriteFile(path, []byte(strconv.Itoa(n)), 0o600)
+	return n
 }
