@@ -222,8 +222,10 @@ type Item struct {
 	// Reason and DestroyVersion are a tombstone's (State Destroyed): the reason its
 	// destroy gave ("" for none) and that destroy's version. Of several destroys of one
 	// session the one with the lowest version is kept (Writer and Site are its too), so
-	// that the tombstone does not depend on the order they arrive in. A tombstone written
-	// before these fields has neither.
+	// that the tombstone does not depend on the order they arrive in. (Across regions,
+	// two destroys applied in two regions within a replication lag each write a logout
+	// item, and last writer wins keeps one of them, the same in both: either's reason.)
+	// A tombstone written before these fields has neither.
 	Reason         string
 	DestroyVersion string
 }
