@@ -5,6 +5,10 @@ NPM   ?= npm
 # Installed when local/package-lock.json changes (npm ci), not on every run.
 DEPS  := local/node_modules/.sessionha-installed
 TEST_TIMEOUT ?= 12m
+# The longest package first: go test runs packages two at a time here (one per core), in
+# the order they are named, and e2e mostly waits (on its stack's faults and deadlines), so
+# the others run beside it rather than after it.
+TEST_FIRST ?= ./test/e2e
 
 .PHONY: all build local test vet fmt-check fuzz soak bench deps clean
 
@@ -52,7 +56,7 @@ local: $(DEPS)
 ## (files tests save, such as the browser test's screenshot, go to test-output/)
 test: deps fmt-check vet
 	mkdir -p test-output
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -artifacts -outputdir $(CURDIR)/test-output ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -artifacts -outputdir $(CURDIR)/test-output $(TEST_FIRST) ./...
 
 vet:
 	$(GO) vet ./...

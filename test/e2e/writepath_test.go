@@ -186,10 +186,12 @@ func TestTimeBasedSendsBeforeDeadline(t *testing.T) {
 	}
 }
 
-// TestModifiedAttributeRegistersStayBounded: 5,000 cycles, each setting an attribute of a
+// TestModifiedAttributeRegistersStayBounded: 2,000 cycles, each setting an attribute of a
 // new name and removing the previous one, through modified-attribute scope: the item stays
 // far below DynamoDB's 400 KB (the client sends a whole session once the registers its
-// deltas caused pass a budget) and nothing is lost (defect 8).
+// deltas caused pass a budget) and nothing is lost (defect 8). Unbounded, 2,000 cycles
+// leave about 150 KB of registers, past the 64 KB this allows; the review's 5,000 left
+// 370 KB (the replay and record tests take the bound further, without the pipeline).
 func TestModifiedAttributeRegistersStayBounded(t *testing.T) {
 	ctx := context.Background()
 	a := openHA(t, "regs-"+randomSuffix(), func(c *client.Config) { c.Scope = client.ScopeModifiedAttribute })
@@ -198,7 +200,7 @@ func TestModifiedAttributeRegistersStayBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := func(i int) string { return fmt.Sprintf("attribute-of-a-rather-long-name-%05d", i) }
-	const cycles = 5000
+	const cycles = 2000
 	for i := range cycles {
 		s.Set(name(i), []byte(fmt.Sprintf("value %d", i)))
 		if i > 0 {
