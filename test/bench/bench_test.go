@@ -133,7 +133,7 @@ func TestBench(t *testing.T) {
 		r.Rounds = append(r.Rounds, rd)
 	}
 	r.pickMedian()
-	r.RawGet, r.Direct, r.Bus = b.reads(*latConc, *samples)
+	r.RawGet, r.RawPair, r.Direct, r.Bus = b.reads(*latConc, *samples)
 	r.Lag, r.LagPublish, r.RawPutLat = b.lag(*latConc, *lagN)
 	r.Bytes = b.bytes()
 	r.Owner = b.ownership(*latConc, *ownN)
