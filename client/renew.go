@@ -27,13 +27,8 @@ func (s *Store) Renew(ctx context.Context, oldID string, n NewSession) (*Session
 		return nil, ErrClosed
 	}
 	defer s.leave()
-	s.stats.requests.Add(1)
-	s.stats.writes.Add(1)
-	sess, err := newSession(newID(), s.cfg.Cluster, n, s.cfg.MaxSessionLife, false)
+	sess, err := s.create(ctx, n)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.storeWhole(ctx, sess, events.OpCreate); err != nil {
 		return nil, err
 	}
 	if validID(oldID) {

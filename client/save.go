@@ -19,6 +19,18 @@ func (s *Store) Create(ctx context.Context, n NewSession) (*Session, error) {
 		return nil, ErrClosed
 	}
 	defer s.leave()
+	sess, err := s.create(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.enforceCap(ctx, sess.principal, sess.key); err != nil {
+		s.log.Warn("could not end the user's oldest sessions beyond MaxSessionsPerPrincipal", "reason", err.Error())
+	}
+	return sess.clone(), nil
+}
+
+// create makes the new session n and stores it as Create does (Create and Renew).
+func (s *Store) create(ctx context.Context, n NewSession) (*Session, error) {
 	s.stats.requests.Add(1)
 	s.stats.writes.Add(1)
 	sess, err := newSession(newID(), s.cfg.Cluster, n, s.cfg.MaxSessionLife, false)
@@ -28,10 +40,7 @@ func (s *Store) Create(ctx context.Context, n NewSession) (*Session, error) {
 	if err := s.storeWhole(ctx, sess, events.OpCreate); err != nil {
 		return nil, err
 	}
-	if err := s.enforceCap(ctx, sess.principal, sess.key); err != nil {
-		s.log.Warn("could not end the user's oldest sessions beyond MaxSessionsPerPrincipal", "reason", err.Error())
-	}
-	return sess.clone(), nil
+	return sess, nil
 }
 
 // newSession checks n and makes the session it describes, created now. Without a

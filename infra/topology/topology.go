@@ -463,3 +463,13 @@ func (t Topology) Topic(id string) (Topic, bool) {
 	}
 	return Topic{}, false
 }
+
+// Function returns the function with the given ID.
+func (t Topology) Function(id string) (Function, bool) {
+	for _, f := range t.Functions {
+		if f.ID == id {
+			return f, true
+		}
+	}
+	return Function{}, false
+}

@@ -52,14 +52,12 @@ func TestLifecycleFunction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var f *Function
-	for i := range top.Functions {
-		if top.Functions[i].ID == FunctionLifecycle {
-			f = &top.Functions[i]
-		}
+	f, ok := top.Function(FunctionLifecycle)
+	if !ok || f.ID != FunctionLifecycle {
+		t.Fatalf("no lifecycle function: %+v", f)
 	}
-	if f == nil {
-		t.Fatal("no lifecycle function")
+	if _, ok := top.Function("no-such-function"); ok {
+		t.Fatal("Function found a function of an unknown ID")
 	}
 	if f.Queue != "" || f.Stream == nil {
 		t.Fatalf("lifecycle fed by queue %q, stream %+v; want the table's stream", f.Queue, f.Stream)

@@ -161,7 +161,7 @@ func (st *Stack) startSite(ctx context.Context, topo topology.Topology, bootstra
 	s.Runner = lambdarunner.New(lambdarunner.Config{SQS: sq, DynamoDB: s.DynamoDBClient(), Region: region, Logger: o.Logger.With("site", topo.Site.Name)})
 	for _, f := range topo.Functions {
 		fn, err := s.Runner.Start(ctx, lambdarunner.Function{
-			Name: f.Name, Bootstrap: bootstraps[f.ID], Env: s.functionEnv(f), Timeout: f.Timeout,
+			Name: f.Name, Bootstrap: bootstraps[f.ID], Env: s.FunctionEnv(f), Timeout: f.Timeout,
 			Concurrency: f.MaxConcurrency, Output: out,
 		})
 		if err != nil {
@@ -201,7 +201,10 @@ func (s *Site) DynamoDBClient() *dynamodb.Client { return dynamodb.NewFromConfig
 // EdgeURL is the one endpoint SDK clients need.
 func (s *Site) EdgeURL() string { return s.Stack.EdgeURL() }
 
-func (s *Site) functionEnv(f topology.Function) map[string]string {
+// FunctionEnv is the environment the site gives function f under the runner: its
+// deployed variables resolved (table, topic and queue references to the site's names,
+// ARNs and URLs), the edge endpoint and dummy credentials.
+func (s *Site) FunctionEnv(f topology.Function) map[string]string {
 	env := map[string]string{
 		"AWS_ACCESS_KEY_ID":         AccessKeyID,
 		"AWS_SECRET_ACCESS_KEY":     SecretAccessKey,

@@ -540,29 +540,10 @@ func (b *bencher) coldStarts(k int) coldResult {
 	build(b.t, "", boot, "./functions/"+topology.FunctionSessionOp)
 	r := lambdarunner.New(lambdarunner.Config{Logger: slog.New(slog.DiscardHandler)})
 	defer r.Stop()
-	env := map[string]string{
-		"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ENDPOINT_URL": theSite.EdgeURL(),
-		"AWS_EC2_METADATA_DISABLED": "true",
-	}
 	// The deployed function's environment (its queue, DLQ, notice topic, retry schedule),
-	// resolved as the site resolves it for the runner.
-	for _, f := range theSite.Topology.Functions {
-		if f.ID != topology.FunctionSessionOp {
-			continue
-		}
-		for k, v := range f.Env {
-			kind, ref, _ := strings.Cut(v, ":")
-			switch kind {
-			case "table":
-				v = ref
-			case "topic":
-				v = theSite.Outputs.TopicARNs[ref]
-			case "queue":
-				v = theSite.Outputs.QueueURLs[ref]
-			}
-			env[k] = v
-		}
-	}
+	// as the site gives it to the runner.
+	f, _ := theSite.Topology.Function(topology.FunctionSessionOp)
+	env := theSite.FunctionEnv(f)
 	fn, err := r.Start(b.ctx, lambdarunner.Function{
 		Name: "bench-cold-sessionop", Bootstrap: boot, Timeout: 10 * time.Second, Env: env,
 	})
