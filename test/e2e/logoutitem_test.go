@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/sessionha/sessionha/client"
 	"github.com/sessionha/sessionha/events"
-	"github.com/sessionha/sessionha/infra/topology"
 	"github.com/sessionha/sessionha/internal/record"
 	"github.com/sessionha/sessionha/local/site"
 )
@@ -62,7 +59,7 @@ func TestLogoutItemEndsALiveSessionItem(t *testing.T) {
 	}
 }
 
-// TestLogoutHoldsAcrossRegions runs both sites of cdk.json, each in its region with its
+// TestLogoutHoldsAcrossRegions runs two sites, each in its region with its
 // replica of the table: a session of eu's is logged out in eu; with the link between the
 // regions cut, an instance in us that has not heard of it saves the session, and us's
 // sessionop applies that save (nothing there says otherwise yet). Once the link heals,
@@ -74,42 +71,12 @@ func TestLogoutHoldsAcrossRegions(t *testing.T) {
 		t.Skip("starts a two-region stack")
 	}
 	ctx := context.Background()
-	dep, err := topology.ReadCDKJSON(filepath.Join("..", "..", "cdk.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(dep.Sites) < 2 {
-		t.Fatalf("cdk.json lists %d sites, want two regions", len(dep.Sites))
-	}
-	sites := slices.Clone(dep.Sites[:2])
-	for i := range sites {
-		// The test site's shorter clock (localtest.Site).
-		sites[i].Settings.FunctionTimeout, sites[i].Settings.RetryBase, sites[i].Settings.RetryMax = 2*time.Second, time.Second, 2*time.Second
-	}
-	run := t.TempDir()
-	st, err := site.StartStack(ctx, site.StackOptions{Sites: sites, Table: dep.Table, EdgePort: -1, RunDir: run, FunctionOutput: fnLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Stop()
+	st := twoRegions(t)
 	eu, us := st.Sites[0], st.Sites[1]
 	euRegion, usRegion := eu.AWS.Region, us.AWS.Region
 	open := func(at *site.Site, name string, edit func(*client.Config)) *client.Store {
 		t.Helper()
-		cfg := client.Config{
-			Site: at.Topology.Site.Name, Table: at.Outputs.Table, OpsTopicARN: at.Outputs.TopicARNs[topology.TopicOps],
-			NoticeTopicARN: at.Outputs.TopicARNs[topology.TopicNotice], InstanceID: name + "-" + randomSuffix(),
-			AWS: &at.AWS, Logger: slog.New(slog.DiscardHandler), JournalDir: t.TempDir(),
-		}
-		if edit != nil {
-			edit(&cfg)
-		}
-		s, err := client.Open(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		return openAt(t, st, at, name, edit)
 	}
 	always := func(c *client.Config) { c.Reads = client.ReadsAlways }
 	// The instance in us has not heard of the logout: no notices (they could reach it

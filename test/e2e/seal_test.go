@@ -276,7 +276,7 @@ func TestSealedValueThatDoesNotOpen(t *testing.T) {
 	key := kmsKey(t, "e2e-"+randomSuffix())
 	always := func(c *client.Config) { c.Reads = client.ReadsAlways }
 	w := openHA(t, "seal-w-"+randomSuffix(), sealWith(t, key))
-	var logs syncLines
+	var logs lines
 	logged := func(c *client.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -353,19 +353,6 @@ func TestSealedValueThatDoesNotOpen(t *testing.T) {
 		t.Errorf("the log holds the value:\n%s", logs.String())
 	}
 }
-
-// syncLines is a log sink for concurrent writers.
-type syncLines struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncLines) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncLines) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestSealKeyRotationMidTraffic rotates the sealing key of three instances while they
 // keep loading and saving sessions across each other, as the README's steps say: every
